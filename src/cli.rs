@@ -1,0 +1,99 @@
+//! The command line: clap definitions, global options, dispatch and exit codes.
+//!
+//! Exit codes: 0 success, 1 runtime error, 2 usage error.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Exit code for a runtime error.
+pub const EXIT_ERROR: i32 = 1;
+/// Exit code for a usage error (clap uses it too).
+pub const EXIT_USAGE: i32 = 2;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "virtio-migrate",
+    version,
+    about = "Find Windows guests still on IDE disks or emulated NICs, check their virtio drivers offline, and switch them to virtio safely"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)
+    #[arg(short = 'c', long = "connect", global = true, value_name = "URI")]
+    pub connect: Option<String>,
+    /// Print one JSON document instead of the human report
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr
+    #[arg(short, long, global = true, conflicts_with = "quiet")]
+    pub verbose: bool,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    /// When to colour the output (NO_COLOR is honoured with auto)
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
+    pub color: ColorChoice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
+    Scan(ScanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ScanArgs {}
+
+impl GlobalArgs {
+    /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.
+    pub fn uri(&self) -> String {
+        self.connect
+            .clone()
+            .or_else(|| {
+                std::env::var("LIBVIRT_DEFAULT_URI")
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
+            .unwrap_or_else(|| "qemu:///system".to_string())
+    }
+}
+
+/// Parse the command line, run the command, and return the process exit code.
+pub fn main() -> i32 {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("virtio-migrate: {e:#}");
+            EXIT_ERROR
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    match cli.command {
+        Command::Scan(_) => {
+            let uri = cli.global.uri();
+            let conn = virt::connect::Connect::open(Some(&uri))
+                .map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
+            let doms = conn.list_all_domains(0)?;
+            for d in doms {
+                println!("{}", d.name()?);
+            }
+            Ok(0)
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! virtio-migrate: find Windows guests on a libvirt host that still boot from an emulated IDE/SATA
+//! disk or use an emulated NIC, decide offline (from the disk image) whether the virtio drivers are
+//! boot-ready, and switch the domain definition to virtio safely.
+//!
+//! Three pipelines, with the command line and the reports at the edge:
+//! - `image` (read-only, hostile input): raw/qcow2 → partitions → NTFS → registry → verdict;
+//! - `plan` (pure): domain XML + guest facts + options → plan and new XML;
+//! - `lifecycle` (effects): everything that changes a host.
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod image;
