@@ -9,4 +9,5 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod guestfs;
 pub mod image;
