@@ -11,4 +11,7 @@
 pub mod cli;
 pub mod domain;
 pub mod guestfs;
+pub mod host;
 pub mod image;
+pub mod report;
+pub mod scan;
