@@ -57,8 +57,8 @@ impl fmt::Display for ConnectCause {
             ),
             ConnectCause::DaemonNotRunning { socket } => write!(
                 f,
-                "the libvirt daemon is not running{}: start libvirtd (or virtqemud), or name another host with -c URI",
-                at(socket)
+                "no libvirt daemon answers{}: start libvirtd (or virtqemud), or name another host with -c URI",
+                socket.as_ref().map(|s| format!(" on {s}")).unwrap_or_default()
             ),
             ConnectCause::NodeFileMissing { path } => {
                 write!(f, "test driver node file {path} does not exist (test:/// needs an absolute path)")
@@ -367,13 +367,21 @@ fn check_test_node_file(uri: &str) -> Option<ConnectCause> {
 }
 
 fn classify_connect_error(e: &VirtError) -> ConnectCause {
-    let message = e.message();
-    let socket = quoted_path(message);
     let code = e.code();
-    if code == Enum::Known(ErrorNumber::AuthFailed)
-        || code == Enum::Known(ErrorNumber::AuthCancelled)
-        || code == Enum::Known(ErrorNumber::AuthUnavailable)
-    {
+    let auth = [
+        ErrorNumber::AuthFailed,
+        ErrorNumber::AuthCancelled,
+        ErrorNumber::AuthUnavailable,
+    ]
+    .into_iter()
+    .any(|n| code == Enum::Known(n));
+    classify_connect_message(auth, e.message())
+}
+
+/// The cause from libvirt's message (its codes are too coarse: a socket error is `SystemError`).
+fn classify_connect_message(auth_error: bool, message: &str) -> ConnectCause {
+    let socket = quoted_path(message);
+    if auth_error {
         return ConnectCause::AuthFailed;
     }
     if message.contains("no connection driver available") {
@@ -533,6 +541,47 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    #[test]
+    fn libvirt_messages_are_classified() {
+        // The messages libvirt 9.0 gives (seen with virsh on this kind of machine).
+        let sock = Some("/var/run/libvirt/libvirt-sock".to_string());
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Failed to connect socket to '/var/run/libvirt/libvirt-sock': Permission denied"
+            ),
+            ConnectCause::PermissionDenied {
+                socket: sock.clone()
+            }
+        );
+        assert_eq!(
+            classify_connect_message(false, "Failed to connect socket to '/var/run/libvirt/libvirt-sock': No such file or directory"),
+            ConnectCause::DaemonNotRunning { socket: sock.clone() }
+        );
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Failed to connect socket to '/var/run/libvirt/libvirt-sock': Connection refused"
+            ),
+            ConnectCause::DaemonNotRunning { socket: sock }
+        );
+        assert_eq!(
+            classify_connect_message(false, "no connection driver available for xen:///"),
+            ConnectCause::NoDriver
+        );
+        assert_eq!(
+            classify_connect_message(true, "authentication failed: no agent is available"),
+            ConnectCause::AuthFailed
+        );
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Cannot recv data: ssh: Could not resolve hostname nohost"
+            ),
+            ConnectCause::Other
+        );
     }
 
     #[test]

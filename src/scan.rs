@@ -22,6 +22,10 @@ pub struct ScanArgs {
     /// Scan only these domains (name, UUID or id, like virsh); default: every domain
     #[arg(value_name = "DOMAIN")]
     pub domains: Vec<String>,
+    /// Under the table, list each domain's UUID, every disk and NIC, every Windows hint and the
+    /// management layer's evidence
+    #[arg(long)]
+    pub details: bool,
 }
 
 /// Why a domain is a conversion candidate. A candidate has at least one reason and a Windows hint.
@@ -95,7 +99,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
         report::print_json(&report)?;
     } else {
         let palette = Palette::for_stdout(global.color);
-        report::print_stdout(&render_human(&report, &palette, global.verbose))?;
+        report::print_stdout(&render_human(&report, &palette, args.details))?;
     }
     Ok(if report.summary.errors > 0 {
         crate::cli::EXIT_ERROR
@@ -238,15 +242,15 @@ pub fn build_report(uri: &str, mut entries: Vec<DomainEntry>) -> ScanReport {
     }
 }
 
-/// The human report: the table, notes for what needs care, details with `-v`, the summary line.
-pub fn render_human(report: &ScanReport, palette: &Palette, verbose: bool) -> String {
+/// The human report: the table, notes for what needs care, details with `--details`, the summary line.
+pub fn render_human(report: &ScanReport, palette: &Palette, details: bool) -> String {
     let mut out = render_table(report, palette);
     let notes = render_notes(report, palette);
     if !notes.is_empty() {
         out.push('\n');
         out.push_str(&notes);
     }
-    if verbose {
+    if details {
         for e in &report.domains {
             out.push('\n');
             out.push_str(&render_details(e));
@@ -509,7 +513,7 @@ pub fn render_notes(report: &ScanReport, palette: &Palette) -> String {
     out
 }
 
-/// Everything about one domain, for `-v`.
+/// Everything about one domain, for `--details`.
 pub fn render_details(e: &DomainEntry) -> String {
     let s = &e.status;
     let mut out = format!(
