@@ -90,6 +90,9 @@ pub enum HostError {
     /// No domain has this name, UUID or id.
     #[error("no domain named, with UUID or with id '{spec}' on {uri}")]
     NoSuchDomain { spec: String, uri: String },
+    /// The domain went away while it was being read (a transient domain that stopped).
+    #[error("domain {name} no longer exists")]
+    Vanished { name: String },
     /// A libvirt call failed.
     #[error("{what}: {message}")]
     Libvirt { what: String, message: String },
@@ -108,6 +111,17 @@ fn one_line(message: &str) -> String {
 }
 
 impl HostError {
+    /// `Vanished` when libvirt says the domain is gone, else `Libvirt`.
+    fn about_domain(name: &str, what: impl Into<String>, e: &VirtError) -> HostError {
+        if e.code() == Enum::Known(ErrorNumber::NoDomain) {
+            HostError::Vanished {
+                name: name.to_string(),
+            }
+        } else {
+            HostError::libvirt(what, e)
+        }
+    }
+
     fn libvirt(what: impl Into<String>, e: &VirtError) -> HostError {
         HostError::Libvirt {
             what: what.into(),
@@ -293,22 +307,29 @@ impl Host {
         let name = domain
             .name()
             .map_err(|e| HostError::libvirt("cannot read a domain's name", &e))?;
-        let uuid = domain
-            .uuid_string()
-            .map_err(|e| HostError::libvirt(format!("cannot read the UUID of {name}"), &e))?;
-        let (state, reason) = domain
-            .state()
-            .map_err(|e| HostError::libvirt(format!("cannot read the state of {name}"), &e))?;
+        let uuid = domain.uuid_string().map_err(|e| {
+            HostError::about_domain(&name, format!("cannot read the UUID of {name}"), &e)
+        })?;
+        let (state, reason) = domain.state().map_err(|e| {
+            HostError::about_domain(&name, format!("cannot read the state of {name}"), &e)
+        })?;
         // virt 0.5 turns a failed virDomainGetState into the unknown state -1 (as an unsigned
-        // number): the domain is gone.
+        // number) and drops the error; ask again in a way that reports it.
         if state == Enum::Unknown(u32::MAX) {
-            return Err(HostError::Libvirt {
-                what: format!("cannot read the state of {name}"),
-                message: "the domain no longer exists".to_string(),
-            });
+            if let Err(e) = domain.info() {
+                return Err(HostError::about_domain(
+                    &name,
+                    format!("cannot read the state of {name}"),
+                    &e,
+                ));
+            }
         }
         let persistent = domain.is_persistent().map_err(|e| {
-            HostError::libvirt(format!("cannot tell whether {name} is persistent"), &e)
+            HostError::about_domain(
+                &name,
+                format!("cannot tell whether {name} is persistent"),
+                &e,
+            )
         })?;
         Ok(DomainStatus {
             id: domain.id(),
@@ -325,7 +346,10 @@ impl Host {
     pub fn inactive_xml(&self, domain: &Domain) -> Result<String, HostError> {
         domain
             .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
-            .map_err(|e| HostError::libvirt("cannot read the domain definition", &e))
+            .map_err(|e| {
+                let name = domain.name().unwrap_or_default();
+                HostError::about_domain(&name, "cannot read the domain definition", &e)
+            })
     }
 }
 
@@ -493,6 +517,45 @@ fn reason_word(reason: Enum<DomainStateReason, std::os::raw::c_int>) -> &'static
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transient_domain_that_stopped_has_vanished() {
+        // libvirt's test driver, in memory: a transient domain disappears when it is destroyed.
+        let host = Host::open("test:///default", Access::ReadWrite).unwrap();
+        let xml = "<domain type='test'><name>short-lived</name><memory>65536</memory>\
+                   <os><type>hvm</type></os></domain>";
+        let d = host.connection().create_domain_xml(xml, 0).unwrap();
+        let s = host.status(&d).unwrap();
+        assert_eq!((s.state, s.persistent), (PowerState::Running, false));
+        assert!(s.id.is_some());
+        assert!(host.inactive_xml(&d).unwrap().contains("short-lived"));
+        d.destroy().unwrap();
+        assert!(matches!(
+            host.status(&d),
+            Err(HostError::Vanished { name }) if name == "short-lived"
+        ));
+        assert!(matches!(
+            host.inactive_xml(&d),
+            Err(HostError::Vanished { .. })
+        ));
+        // Looked up by name, id or UUID like virsh; "test" is the default host's own domain.
+        let by_name = host.status(&host.lookup("test").unwrap()).unwrap();
+        let id = by_name.id.unwrap().to_string();
+        assert_eq!(
+            host.status(&host.lookup(&id).unwrap()).unwrap().name,
+            "test"
+        );
+        assert_eq!(
+            host.status(&host.lookup(&by_name.uuid).unwrap())
+                .unwrap()
+                .name,
+            "test"
+        );
+        assert!(matches!(
+            host.lookup("short-lived"),
+            Err(HostError::NoSuchDomain { .. })
+        ));
+    }
 
     #[test]
     fn uuid_shapes() {

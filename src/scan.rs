@@ -120,20 +120,30 @@ pub fn scan_host(host: &Host, specs: &[String], verbose: bool) -> Result<ScanRep
     };
     let mut entries: Vec<DomainEntry> = Vec::with_capacity(domains.len());
     for d in &domains {
+        // Listed a moment ago and gone now (a transient domain that stopped): not on the host.
+        let skip = |e: &HostError| {
+            if verbose {
+                eprintln!("virtio-migrate: skipped: {e}");
+            }
+        };
         let status = match host.status(d) {
             Ok(s) => s,
-            // Listed a moment ago and gone now (a transient domain that stopped): not on the host.
-            Err(e) => {
-                if verbose {
-                    eprintln!("virtio-migrate: skipped a domain: {e}");
-                }
+            Err(e @ HostError::Vanished { .. }) => {
+                skip(&e);
                 continue;
             }
+            Err(e) => return Err(e),
         };
         if entries.iter().any(|e| e.status.uuid == status.uuid) {
             continue;
         }
-        let xml = host.inactive_xml(d).map_err(|e| e.to_string());
+        let xml = match host.inactive_xml(d) {
+            Err(e @ HostError::Vanished { .. }) => {
+                skip(&e);
+                continue;
+            }
+            other => other.map_err(|e| e.to_string()),
+        };
         entries.push(entry_from_xml(status, xml));
     }
     Ok(build_report(host.uri(), entries))
