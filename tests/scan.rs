@@ -118,7 +118,7 @@ fn libvirt_default_uri_is_used_without_connect() {
 }
 
 #[test]
-fn colour_only_when_asked_or_on_a_terminal() {
+fn colour_always_and_never_off_a_terminal() {
     let uri = demo_uri();
     let always = run(&["-c", &uri, "--color", "always", "scan"]);
     assert_eq!(always.code, 0);
@@ -538,4 +538,38 @@ fn the_demo_host_references_only_files_in_the_repository() {
             }
         }
     }
+}
+
+/// Run the binary on a pseudo-terminal (util-linux `script`, in every Debian) and return what
+/// the terminal received.
+fn run_on_terminal(args: &str, no_color: Option<&str>) -> String {
+    let bin = env!("CARGO_BIN_EXE_virtio-migrate");
+    let mut cmd = Command::new("script");
+    cmd.args(["-qec", &format!("{bin} {args}"), "/dev/null"])
+        .current_dir(ROOT)
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .env_remove("NO_COLOR");
+    if let Some(v) = no_color {
+        cmd.env("NO_COLOR", v);
+    }
+    let out = cmd.output().expect("run script(1)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().replace("\r\n", "\n")
+}
+
+#[test]
+fn colour_on_a_terminal_unless_no_color() {
+    let args = format!("-c {} scan winxp-nomodel", demo_uri());
+    let tty = run_on_terminal(&args, None);
+    assert!(tty.contains("\x1b[31mide boot, nic\x1b[0m"), "{tty:?}");
+    assert!(tty.contains("\x1b[31m(none)\x1b[0m"), "{tty:?}");
+    let plain = run_on_terminal(&args, Some("1"));
+    assert!(!plain.contains('\x1b'), "{plain:?}");
+    assert_eq!(strip_ansi(&tty), plain);
+    // An empty NO_COLOR does not count (no-color.org).
+    assert!(run_on_terminal(&args, Some("")).contains('\x1b'));
 }
