@@ -12,4 +12,7 @@ pub mod cli;
 pub mod domain;
 pub mod guestfs;
 pub mod hive;
+pub mod host;
 pub mod image;
+pub mod report;
+pub mod scan;
