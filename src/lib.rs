@@ -16,3 +16,6 @@ pub mod host;
 pub mod image;
 pub mod report;
 pub mod scan;
+
+#[doc(hidden)]
+pub mod fuzzing;
