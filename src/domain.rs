@@ -289,7 +289,7 @@ pub enum BootForm {
 
 /// A management layer that regenerates the domain's XML (so a libvirt edit does not last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "lowercase")]
 pub enum ManagerKind {
     CloudStack,
     Nova,
