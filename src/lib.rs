@@ -9,5 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod disk_order;
 pub mod guestfs;
 pub mod image;
+pub mod rewrite;
