@@ -10,6 +10,7 @@
 
 pub mod cli;
 pub mod disk_order;
+pub mod domain;
 pub mod guestfs;
 pub mod image;
 pub mod rewrite;

@@ -212,7 +212,7 @@ fn nic_model(xml: &str, interface: Node, model: &str, splices: &mut Vec<Splice>)
     match children_named(interface, "address").next() {
         Some(address) => insert_before(xml, address, &element, splices),
         None => {
-            let last = interface.children().filter(|c| c.is_element()).next_back();
+            let last = interface.children().rfind(|c| c.is_element());
             insert_child(xml, interface, last, &element, splices);
         }
     }
@@ -318,7 +318,7 @@ fn insert_child(
     element: &str,
     splices: &mut Vec<Splice>,
 ) {
-    let sibling = after.or_else(|| parent.children().filter(|c| c.is_element()).next_back());
+    let sibling = after.or_else(|| parent.children().rfind(|c| c.is_element()));
     let indent = sibling
         .and_then(|s| leading_whitespace(xml, s))
         .map(str::to_string)
