@@ -6,7 +6,9 @@
 //! `virsh dumpxml`, and with `<os><boot dev='hd'/>` the QEMU driver gives `bootindex=1` to the first
 //! disk (`device='disk'` or `'lun'`) in that order. (Checked against libvirt 9.0: a document with
 //! `vdb, hdc, hda, vda, sdb(sata), vdaa, vdz` is kept as `vda, vdb, vdz, vdaa, hda, hdc, sdb`, and
-//! `bootindex=1` lands on `vda`.)
+//! `bootindex=1` lands on `vda`.) The bus compared is the `bus` attribute as written: libvirt fills in
+//! a missing bus from the name prefix only after the insertion, so bus-less disks form one group of
+//! their own (`hdb`(no bus), `vdb`(virtio), `vda`(no bus) is kept as `vda, hdb, vdb`).
 //!
 //! The planner uses this to pick target names that keep the boot disk first, and the validator uses it
 //! to prove that the rewritten domain still boots from the same disk.
@@ -88,7 +90,7 @@ pub fn bus_from_name(dev: &str) -> Option<&'static str> {
 /// One disk as the ordering sees it: its bus and its target name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OrderKey {
-    /// The bus (`ide`, `sata`, `virtio`, `scsi`, …).
+    /// The `bus` attribute as written (`ide`, `sata`, `virtio`, `scsi`, …; empty when absent).
     pub bus: String,
     /// The target name (`hda`, `vdb`, …).
     pub dev: String,
@@ -123,6 +125,29 @@ pub fn libvirt_order(disks: &[OrderKey]) -> Vec<usize> {
         }
     }
     placed
+}
+
+/// The order keys of the `<disk>` children of `<devices>`, in document order.
+pub fn order_keys(devices: roxmltree::Node) -> Vec<OrderKey> {
+    devices
+        .children()
+        .filter(|c| c.is_element() && c.has_tag_name("disk"))
+        .map(|disk| {
+            let target = disk
+                .children()
+                .find(|c| c.is_element() && c.has_tag_name("target"));
+            OrderKey {
+                bus: target
+                    .and_then(|t| t.attribute("bus"))
+                    .unwrap_or("")
+                    .to_string(),
+                dev: target
+                    .and_then(|t| t.attribute("dev"))
+                    .unwrap_or("")
+                    .to_string(),
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -171,5 +196,18 @@ mod tests {
             .collect();
         let order: Vec<&str> = libvirt_order(&keys).into_iter().map(|i| doc[i].1).collect();
         assert_eq!(order, ["vda", "vdb", "vdz", "vdaa", "hda", "hdc", "sdb"]);
+    }
+
+    #[test]
+    fn disks_without_bus_form_their_own_group() {
+        let xml = "<domain><devices><disk><target dev='hdb'/></disk><disk><target dev='vdb' bus='virtio'/></disk><disk><target dev='vda'/></disk></devices></domain>";
+        let doc = roxmltree::Document::parse(xml).unwrap();
+        let devices = doc.root_element().first_element_child().unwrap();
+        let keys = order_keys(devices);
+        let order: Vec<&str> = libvirt_order(&keys)
+            .into_iter()
+            .map(|i| keys[i].dev.as_str())
+            .collect();
+        assert_eq!(order, ["vda", "hdb", "vdb"]);
     }
 }

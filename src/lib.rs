@@ -13,4 +13,7 @@ pub mod disk_order;
 pub mod domain;
 pub mod guestfs;
 pub mod image;
+pub mod plan;
 pub mod rewrite;
+pub mod validate;
+pub mod xmldiff;

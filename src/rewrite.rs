@@ -161,6 +161,10 @@ fn disk_bus(
         .ok_or(RewriteError::NoTarget(number))?;
     set_attribute(xml, target, "dev", dev, splices);
     set_attribute(xml, target, "bus", bus, splices);
+    if bus == "virtio" {
+        // QEMU supports a rotation rate on IDE, SATA and SCSI disks only.
+        remove_attribute(xml, target, "rotation_rate", splices);
+    }
     let old_address = children_named(disk, "address").next();
     match (address, old_address) {
         (AddressEdit::Remove, Some(old)) => remove_element(old, splices),
@@ -242,6 +246,23 @@ fn set_attribute(xml: &str, element: Node, name: &str, value: &str, splices: &mu
     splices.push(Splice {
         range: at..at,
         text: format!(" {name}={q}{}{q}", escape_attribute(value)),
+    });
+}
+
+/// Remove attribute `name` of `element` (with the whitespace in front of it), if present.
+fn remove_attribute(xml: &str, element: Node, name: &str, splices: &mut Vec<Splice>) {
+    let Some(attribute) = element
+        .attributes()
+        .find(|a| a.name() == name && a.namespace().is_none())
+    else {
+        return;
+    };
+    let range = attribute.range();
+    let before = xml.get(..range.start).unwrap_or("");
+    let start = before.trim_end().len();
+    splices.push(Splice {
+        range: start..range.end,
+        text: String::new(),
     });
 }
 
