@@ -52,6 +52,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
     Scan(ScanArgs),
+    /// Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only
+    Convert(crate::convert::ConvertArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,5 +97,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Convert(args) => crate::convert::run(&cli.global, &args),
     }
 }

@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod convert;
 pub mod disk_order;
 pub mod domain;
 pub mod guestfs;

@@ -281,8 +281,6 @@ pub enum WarningKind {
     ManagerWillUndo,
     /// Something left as it is, and why.
     LeftAsIs,
-    /// A forced blocker.
-    Forced,
 }
 
 /// A hazard to know about before converting.
@@ -362,12 +360,6 @@ impl Plan {
     /// Add a blocker, overriding it when it may be overridden and `force` is set.
     fn block(&mut self, kind: BlockerKind, message: String, overridable: bool) {
         let overridden = overridable && self.options.force;
-        if overridden {
-            self.warnings.push(Warning {
-                kind: WarningKind::Forced,
-                message: format!("--force overrides: {message}"),
-            });
-        }
         self.blockers.push(Blocker {
             kind,
             message,
