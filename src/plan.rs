@@ -560,6 +560,11 @@ pub fn plan(
             continue;
         };
         for problem in validate::unsupported_on_bus(*node, opts.bus.as_str()) {
+            // The rewrite drops a rotation rate on the way to virtio.
+            if problem == validate::BusProperty::RotationRate {
+                continue;
+            }
+            let problem = problem.describe(opts.bus.as_str());
             plan.block(
                 BlockerKind::Unsupported,
                 format!(
@@ -838,7 +843,15 @@ pub fn plan(
     }
 
     // 9. The planner's own checks of the new XML.
-    let expected_boot = if boot_by_order { facts.boot_disk } else { None };
+    let boot_blocked = plan
+        .blockers
+        .iter()
+        .any(|b| b.kind == BlockerKind::BootOrder);
+    let expected_boot = if boot_by_order && !boot_blocked {
+        facts.boot_disk
+    } else {
+        None
+    };
     for problem in validate::check(&plan.new_xml, expected_boot) {
         plan.block(
             BlockerKind::CheckFailed,

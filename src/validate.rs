@@ -48,41 +48,60 @@ pub enum CheckFailure {
     },
 }
 
-/// What `disk` (a `<disk>` element) carries that `bus` cannot (QEMU driver rules, libvirt 9):
-/// `<wwn>` only on ide/scsi, `<vendor>`/`<product>` only on scsi, a CHS translation mode only on
-/// ide, `rotation_rate` only on ide/sata/scsi, `removable` only on usb.
-pub fn unsupported_on_bus(disk: Node, bus: &str) -> Vec<String> {
+/// A property of a disk that some buses cannot carry (QEMU driver rules, libvirt 9).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusProperty {
+    /// `<wwn>`: ide and scsi only.
+    Wwn,
+    /// `<vendor>`/`<product>`: scsi only.
+    VendorProduct,
+    /// `<geometry trans>` other than `default`: ide only.
+    ChsTranslation,
+    /// `<target rotation_rate>`: ide, sata and scsi only.
+    RotationRate,
+    /// `<target removable>`: usb only.
+    Removable,
+}
+
+impl BusProperty {
+    /// Which property, and which buses carry it.
+    pub fn describe(self, bus: &str) -> String {
+        let (what, buses) = match self {
+            BusProperty::Wwn => ("<wwn>", "ide and scsi"),
+            BusProperty::VendorProduct => ("<vendor>/<product>", "scsi"),
+            BusProperty::ChsTranslation => ("a CHS translation mode (<geometry trans>)", "ide"),
+            BusProperty::RotationRate => ("rotation_rate", "ide, sata and scsi"),
+            BusProperty::Removable => ("removable", "usb"),
+        };
+        format!("{what} is supported on {buses} only, not {bus}")
+    }
+}
+
+/// What `disk` (a `<disk>` element) carries that `bus` cannot.
+pub fn unsupported_on_bus(disk: Node, bus: &str) -> Vec<BusProperty> {
     let mut out = Vec::new();
     if children_named(disk, "wwn").next().is_some() && bus != "ide" && bus != "scsi" {
-        out.push(format!(
-            "<wwn> is supported on ide and scsi only, not {bus}"
-        ));
+        out.push(BusProperty::Wwn);
     }
     if (children_named(disk, "vendor").next().is_some()
         || children_named(disk, "product").next().is_some())
         && bus != "scsi"
     {
-        out.push(format!(
-            "<vendor>/<product> are supported on scsi only, not {bus}"
-        ));
+        out.push(BusProperty::VendorProduct);
     }
     if children_named(disk, "geometry")
         .next()
         .is_some_and(|g| g.attribute("trans").is_some_and(|t| t != "default"))
         && bus != "ide"
     {
-        out.push(format!(
-            "a CHS translation mode (<geometry trans>) is supported on ide only, not {bus}"
-        ));
+        out.push(BusProperty::ChsTranslation);
     }
     if let Some(target) = children_named(disk, "target").next() {
         if target.attribute("rotation_rate").is_some() && !matches!(bus, "ide" | "sata" | "scsi") {
-            out.push(format!(
-                "rotation_rate is supported on ide, sata and scsi only, not {bus}"
-            ));
+            out.push(BusProperty::RotationRate);
         }
         if target.attribute("removable").is_some() && bus != "usb" {
-            out.push(format!("removable is supported on usb only, not {bus}"));
+            out.push(BusProperty::Removable);
         }
     }
     out
@@ -136,7 +155,10 @@ pub fn check(xml: &str, expected_boot: Option<usize>) -> Vec<CheckFailure> {
             }
         }
         for problem in unsupported_on_bus(*disk, bus) {
-            out.push(CheckFailure::Unsupported(dev.to_string(), problem));
+            out.push(CheckFailure::Unsupported(
+                dev.to_string(),
+                problem.describe(bus),
+            ));
         }
     }
     for (dev, count) in seen {
