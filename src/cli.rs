@@ -1,6 +1,6 @@
 //! The command line: clap definitions, global options, dispatch and exit codes.
 //!
-//! Exit codes: 0 success, 1 runtime error, 2 usage error.
+//! Exit codes: 0 success, 1 runtime error, 2 usage error, 3 `convert`: the plan is blocked.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
