@@ -51,13 +51,10 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
-    Scan(ScanArgs),
+    Scan(crate::scan::ScanArgs),
     /// Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only
     Convert(crate::convert::ConvertArgs),
 }
-
-#[derive(Debug, Args)]
-pub struct ScanArgs {}
 
 impl GlobalArgs {
     /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.
@@ -86,17 +83,8 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Scan(_) => {
-            let uri = cli.global.uri();
-            let conn = virt::connect::Connect::open(Some(&uri))
-                .map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-            let doms = conn.list_all_domains(0)?;
-            for d in doms {
-                println!("{}", d.name()?);
-            }
-            Ok(0)
-        }
-        Command::Convert(args) => crate::convert::run(&cli.global, &args),
+    match &cli.command {
+        Command::Scan(args) => crate::scan::run(&cli.global, args),
+        Command::Convert(args) => crate::convert::run(&cli.global, args),
     }
 }
