@@ -119,7 +119,7 @@ pub fn host_facts(dom: &Domain) -> anyhow::Result<HostFacts> {
 }
 
 /// Read the persistent definition of `domain`, plan its conversion, and validate the new XML with
-/// libvirt's schema (in process, on the test driver).
+/// libvirt's schema (in process, on the test driver; see [`Plan::record_schema_result`]).
 pub fn plan_domain(
     conn: &Connect,
     domain: &str,
@@ -135,7 +135,8 @@ pub fn plan_domain(
     let mut plan = plan::plan(&original_xml, readiness, &host, opts)
         .with_context(|| format!("planning the conversion of {domain}"))?;
     if !plan.is_empty() {
-        plan.record_schema_result(validate::schema(&plan.new_xml));
+        let new = validate::schema(&plan.new_xml);
+        plan.record_schema_result(new, || validate::schema(&original_xml));
     }
     Ok(DomainPlan {
         original_xml,

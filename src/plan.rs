@@ -281,6 +281,8 @@ pub enum WarningKind {
     ManagerWillUndo,
     /// Something left as it is, and why.
     LeftAsIs,
+    /// libvirt's schema rejects the current definition too, so it says nothing about the plan.
+    SchemaInconclusive,
 }
 
 /// A hazard to know about before converting.
@@ -368,14 +370,30 @@ impl Plan {
         });
     }
 
-    /// Record the result of libvirt's schema validation of the new XML.
-    pub fn record_schema_result(&mut self, result: Result<(), String>) {
-        if let Err(e) = result {
-            self.block(
+    /// Record libvirt's schema validation of the new XML (`new`) and, when that fails, of the
+    /// current one (`original`): a failure of the new XML alone blocks; when the current definition
+    /// fails too (a schema stricter than the daemon that wrote it, relative paths in test hosts),
+    /// the check cannot judge the plan and becomes a warning.
+    pub fn record_schema_result(
+        &mut self,
+        new: Result<(), String>,
+        original: impl FnOnce() -> Result<(), String>,
+    ) {
+        let Err(e) = new else {
+            return;
+        };
+        match original() {
+            Ok(()) => self.block(
                 BlockerKind::SchemaInvalid,
                 format!("libvirt rejects the planned definition: {e}"),
                 false,
-            );
+            ),
+            Err(_) => self.warn(
+                WarningKind::SchemaInconclusive,
+                format!(
+                    "libvirt's schema rejects the current definition as well, so it cannot judge the planned one: {e}"
+                ),
+            ),
         }
     }
 

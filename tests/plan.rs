@@ -647,3 +647,25 @@ fn managed_domains_name_the_durable_change() {
         .iter()
         .any(|b| b.kind == BlockerKind::Transient && !b.overridden));
 }
+
+#[test]
+fn schema_failure_blocks_unless_the_current_definition_fails_too() {
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "win2k8r2-virtio")
+        .unwrap();
+    let mut blocked = run(&case);
+    blocked.record_schema_result(Err("bad".to_string()), || Ok(()));
+    assert_eq!(blocked.status(), PlanStatus::Blocked);
+    assert!(blocked
+        .blockers
+        .iter()
+        .any(|b| b.kind == BlockerKind::SchemaInvalid && !b.overridable));
+    let mut inconclusive = run(&case);
+    inconclusive.record_schema_result(Err("bad".to_string()), || Err("also bad".to_string()));
+    assert_eq!(inconclusive.status(), PlanStatus::Ready);
+    assert!(inconclusive
+        .warnings
+        .iter()
+        .any(|w| w.kind == WarningKind::SchemaInconclusive));
+}
