@@ -16,11 +16,17 @@ _virtio__migrate() {
             ",$1")
                 cmd="virtio__migrate"
                 ;;
+            virtio__migrate,convert)
+                cmd="virtio__migrate__subcmd__convert"
+                ;;
             virtio__migrate,help)
                 cmd="virtio__migrate__subcmd__help"
                 ;;
             virtio__migrate,scan)
                 cmd="virtio__migrate__subcmd__scan"
+                ;;
+            virtio__migrate__subcmd__help,convert)
+                cmd="virtio__migrate__subcmd__help__subcmd__convert"
                 ;;
             virtio__migrate__subcmd__help,help)
                 cmd="virtio__migrate__subcmd__help__subcmd__help"
@@ -35,7 +41,7 @@ _virtio__migrate() {
 
     case "${cmd}" in
         virtio__migrate)
-            opts="-c -v -q -h -V --connect --json --verbose --quiet --color --help --version scan help"
+            opts="-c -v -q -h -V --connect --json --verbose --quiet --color --help --version scan convert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -60,9 +66,77 @@ _virtio__migrate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
-        virtio__subcmd__migrate__subcmd__help)
-            opts="scan help"
+        virtio__subcmd__migrate__subcmd__convert)
+            opts="-d -o -c -v -q -h --domain --dry-run --bus --include-sata --disks --nics --force --output --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --bus)
+                    COMPREPLY=($(compgen -W "virtio scsi" -- "${cur}"))
+                    return 0
+                    ;;
+                --disks)
+                    COMPREPLY=($(compgen -W "all boot" -- "${cur}"))
+                    return 0
+                    ;;
+                --nics)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                --output)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -o)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virtio__subcmd__migrate__subcmd__help)
+            opts="scan convert help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virtio__subcmd__migrate__subcmd__help__subcmd__convert)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi

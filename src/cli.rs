@@ -1,6 +1,6 @@
 //! The command line: clap definitions, global options, dispatch and exit codes.
 //!
-//! Exit codes: 0 success, 1 runtime error, 2 usage error.
+//! Exit codes: 0 success, 1 runtime error, 2 usage error, 3 `convert`: the plan is blocked.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -52,6 +52,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
     Scan(crate::scan::ScanArgs),
+    /// Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only
+    Convert(crate::convert::ConvertArgs),
 }
 
 impl GlobalArgs {
@@ -83,5 +85,6 @@ pub fn main() -> i32 {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Scan(args) => crate::scan::run(&cli.global, args),
+        Command::Convert(args) => crate::convert::run(&cli.global, args),
     }
 }

@@ -106,15 +106,56 @@ fn walk(hive: &Hive) {
     }
 }
 
-/// Parse a libvirt domain XML into the facts the report and the planner use, and derive the
-/// conversion candidacy and the JSON form of the facts.
+/// A libvirt domain XML through the domain reader and the planner: the facts and candidacy, then
+/// plans for both target buses (all disks, SATA included, NICs always, forced; and the boot disk
+/// only with the defaults) with the guest ready, their JSON and their diffs.
+///
+/// A plan the planner calls ready must come with a new definition that is well-formed XML and
+/// that the domain reader reads again: if not, this panics (a planner bug, not an input error).
 pub fn domain_plan(xml: &str) {
+    use crate::plan::{
+        plan, DiskSelection, GuestReadiness, HostFacts, NicPolicy, PlanOptions, PlanStatus,
+        Readiness, TargetBus,
+    };
     let Ok(facts) = crate::domain::parse_domain(xml) else {
         return;
     };
     let _ = facts.candidacy();
     let _ = facts.boot_disk().map(|disk| disk.source.display());
     let _ = serde_json::to_string(&facts);
+
+    let ready = GuestReadiness {
+        blk: Readiness::Ready,
+        scsi: Readiness::Ready,
+        nic: Readiness::Ready,
+        hazards: Vec::new(),
+    };
+    let everything = |bus| PlanOptions {
+        bus,
+        include_sata: true,
+        disks: DiskSelection::All,
+        nics: NicPolicy::Always,
+        force: true,
+    };
+    let options = [
+        everything(TargetBus::Virtio),
+        everything(TargetBus::Scsi),
+        PlanOptions {
+            disks: DiskSelection::Boot,
+            ..PlanOptions::default()
+        },
+    ];
+    for opts in options {
+        let Ok(planned) = plan(xml, Some(&ready), &HostFacts::default(), &opts) else {
+            continue;
+        };
+        let _ = (serde_json::to_string(&planned), planned.diff());
+        if planned.status() == PlanStatus::Ready {
+            if let Err(e) = crate::domain::parse_domain(&planned.new_xml) {
+                panic!("the planned definition does not read back: {e}");
+            }
+        }
+    }
 }
 
 /// [`domain_plan`] over bytes (the fuzz targets' input): invalid UTF-8 is decoded lossily.

@@ -9,13 +9,20 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod convert;
+pub mod disk_order;
 pub mod domain;
 pub mod guestfs;
 pub mod hive;
 pub mod host;
 pub mod image;
+pub mod plan;
 pub mod report;
+pub mod rewrite;
 pub mod scan;
+pub mod validate;
+pub mod xmldiff;
 
+/// Entry points shared by the fuzz targets and the corpus replay test.
 #[doc(hidden)]
 pub mod fuzzing;

@@ -24,6 +24,10 @@ definition of at least one domain could not be read (the report is still printed
 .TP
 \fB2\fR
 Usage error: an unknown option or a missing argument.
+.TP
+\fB3\fR
+\fBconvert\fR: the plan is blocked (drivers not ready or not checked, a managed or transient
+domain, the boot disk would lose its place, ...); the plan and the diff are still printed.
 .SH ENVIRONMENT
 .TP
 \fBLIBVIRT_DEFAULT_URI\fR
@@ -38,6 +42,10 @@ List every domain on the local QEMU/KVM host, candidates first.
 .TP
 \fBvirtio\-migrate \-c qemu+ssh://root@kvm01/system scan \-\-json\fR
 The same for a remote host, as one JSON document.
+.TP
+\fBvirtio\-migrate convert \-\-domain win2k8r2 \-\-dry\-run \-\-output planned.xml\fR
+Show the conversion plan and the diff of the definition, write the planned definition for the
+change ticket, change nothing on the host.
 .TP
 \fBvirtio\-migrate \-c test:///$PWD/fixtures/hosts/demo.xml scan\fR
 The bundled demo host (libvirt's test driver; run from the source tree).

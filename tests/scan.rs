@@ -234,7 +234,7 @@ fn cloudstack_windows_2008r2_guest() {
     );
     assert_eq!(strings(&f["nics"], |n| &n["model"]), ["e1000"]);
     assert_eq!(strings(&f["nics"], |n| &n["mac"]), ["02:00:4c:5e:00:21"]);
-    assert_eq!(f["manager"]["kind"], "cloud-stack");
+    assert_eq!(f["manager"]["kind"], "cloudstack");
     let evidence = strings(&f["manager"]["evidence"], |e| e);
     assert!(evidence.contains(&"sysinfo manufacturer='Apache Software Foundation'".to_string()));
     assert!(evidence.contains(&"sysinfo product='CloudStack KVM Hypervisor'".to_string()));
@@ -484,7 +484,20 @@ fn unreachable_hosts_fail_with_one_line() {
         "test:///nonexistent.xml",
         "test driver node file /nonexistent.xml does not exist",
     );
-    assert_connect_error("bogus:///x", "libvirt has no driver for this URI");
+    // An unknown scheme goes to the daemon when one runs (it then has no driver for it) and
+    // fails to connect when none runs: both are one-line errors naming the URI.
+    let out = run(&["-c", "bogus:///x", "scan"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert_eq!(out.stderr.lines().count(), 1, "{}", out.stderr);
+    assert!(
+        out.stderr.starts_with(
+            "virtio-migrate: cannot connect to bogus:///x: libvirt has no driver for this URI"
+        ) || out
+            .stderr
+            .starts_with("virtio-migrate: cannot connect to bogus:///x: no libvirt daemon answers"),
+        "{}",
+        out.stderr
+    );
     // A node file that is not XML: caught before libvirt's parser prints anything itself.
     let dir = tempfile::tempdir().unwrap();
     let broken = dir.path().join("broken.xml");
