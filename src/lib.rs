@@ -10,4 +10,5 @@
 
 pub mod cli;
 pub mod guestfs;
+pub mod hive;
 pub mod image;
