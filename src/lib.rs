@@ -12,3 +12,5 @@ pub mod cli;
 pub mod guestfs;
 pub mod hive;
 pub mod image;
+pub mod verdict;
+pub mod windows;
