@@ -25,7 +25,7 @@ use serde::Serialize;
 use crate::guestfs::GuestFs;
 use crate::hive::{Hive, HiveState, Value};
 use crate::image::ReadAt;
-use crate::windows::{show_value, ControlSet, NamedHive, WindowsFacts};
+use crate::windows::{quote, quote_list, show_value, ControlSet, NamedHive, WindowsFacts};
 
 /// PCI vendor id of virtio devices (Red Hat, Inc.).
 pub const VIRTIO_VENDOR: u16 = 0x1af4;
@@ -434,7 +434,21 @@ impl Assessment {
         for note in &self.incomplete {
             out.push(format!("Incomplete: {note}"));
         }
-        out
+        // Names read from the guest may hold control characters: never let them break lines.
+        out.into_iter()
+            .map(|line| {
+                line.chars()
+                    .flat_map(|c| {
+                        let escaped: Vec<char> = if c.is_control() {
+                            c.escape_default().collect()
+                        } else {
+                            vec![c]
+                        };
+                        escaped
+                    })
+                    .collect()
+            })
+            .collect()
     }
 }
 
@@ -482,9 +496,9 @@ pub fn hibernation_hazard(fs: &dyn GuestFs) -> Option<Hazard> {
     if magic.eq_ignore_ascii_case(b"hibr") {
         Some(Hazard::Hibernation {
             evidence: format!(
-                "{}: first bytes {:?} (hibernation image not resumed)",
+                "{}: first bytes {} (hibernation image not resumed)",
                 entry.name,
-                String::from_utf8_lossy(&magic)
+                quote(&String::from_utf8_lossy(&magic))
             ),
         })
     } else {
@@ -984,7 +998,10 @@ impl Inspector<'_> {
                         ", ClassGUID = SCSIAdapter".to_string()
                     }
                     Some(c) => {
-                        format!(", ClassGUID = {c:?} (expected SCSIAdapter {SCSI_ADAPTER_CLASS})")
+                        format!(
+                            ", ClassGUID = {} (expected SCSIAdapter {SCSI_ADAPTER_CLASS})",
+                            quote(c)
+                        )
                     }
                     None => ", ClassGUID absent".to_string(),
                 };
@@ -1048,8 +1065,9 @@ impl Inspector<'_> {
                 let (packages, how) = self.packages_of_inf(&inf)?;
                 if packages.is_empty() {
                     notes.push(format!(
-                        "{} has {inf:?} but no driver package of {inf} was found",
-                        self.system.path(&id_path)
+                        "{} has {} but no driver package of {inf} was found",
+                        self.system.path(&id_path),
+                        quote(&inf)
                     ));
                 }
                 for package in packages {
@@ -1058,18 +1076,24 @@ impl Inspector<'_> {
                             return Ok((
                                 true,
                                 format!(
-                                    r#"{} has {inf:?} → {how} {package} → DriverPackages\{package}\Descriptors\PCI\{descriptor} Configuration = {conf:?} → Configurations\{conf}\Service = {service:?}"#,
-                                    self.system.path(&id_path)
+                                    r"{} has {} → {how} {package} → DriverPackages\{package}\Descriptors\PCI\{descriptor} Configuration = {} → Configurations\{conf}\Service = {}",
+                                    self.system.path(&id_path),
+                                    quote(&inf),
+                                    quote(&conf),
+                                    quote(&service)
                                 ),
                             ));
                         }
                         Some((descriptor, conf, service)) => notes.push(format!(
-                            r#"{} has {inf:?} → {package}\Descriptors\PCI\{descriptor} → Configurations\{conf}\Service = {service:?}, not {driver}"#,
-                            self.system.path(&id_path)
+                            r"{} has {} → {package}\Descriptors\PCI\{descriptor} → Configurations\{conf}\Service = {}, not {driver}",
+                            self.system.path(&id_path),
+                            quote(&inf),
+                            quote(&service)
                         )),
                         None => notes.push(format!(
-                            r"{} has {inf:?} → {package}: no descriptor for VEN_{VIRTIO_VENDOR:04X}&DEV_{device:04X} with a configuration that names a service",
-                            self.system.path(&id_path)
+                            r"{} has {} → {package}: no descriptor for VEN_{VIRTIO_VENDOR:04X}&DEV_{device:04X} with a configuration that names a service",
+                            self.system.path(&id_path),
+                            quote(&inf)
                         )),
                     }
                 }
@@ -1227,7 +1251,10 @@ impl Inspector<'_> {
             if flag(switch)? {
                 for (n, entry) in list(sub)? {
                     if id_matches(&entry) {
-                        denials.push(format!(r"{shown}\{sub}\{n} = {entry:?} ({switch} = 1)"));
+                        denials.push(format!(
+                            r"{shown}\{sub}\{n} = {} ({switch} = 1)",
+                            quote(&entry)
+                        ));
                     }
                 }
             }
@@ -1236,7 +1263,8 @@ impl Inspector<'_> {
             for (n, entry) in list("DenyDeviceClasses")? {
                 if guid_equal(&entry, setup_class) {
                     denials.push(format!(
-                        r"{shown}\DenyDeviceClasses\{n} = {entry:?} (DenyDeviceClasses = 1)"
+                        r"{shown}\DenyDeviceClasses\{n} = {} (DenyDeviceClasses = 1)",
+                        quote(&entry)
                     ));
                 }
             }
@@ -1420,14 +1448,15 @@ impl Inspector<'_> {
                 .find(|(guid, _)| guid_equal(guid, &iface.name))
                 .map(|(_, desc)| desc.clone());
             let mut evidence = format!(
-                r"{}: EnableDHCP = 0, IPAddress = {addresses:?}",
-                self.system.path(&if_path)
+                r"{}: EnableDHCP = 0, IPAddress = {}",
+                self.system.path(&if_path),
+                quote_list(&addresses)
             );
             if !masks.is_empty() {
-                evidence.push_str(&format!(", SubnetMask = {masks:?}"));
+                evidence.push_str(&format!(", SubnetMask = {}", quote_list(&masks)));
             }
             if !gateways.is_empty() {
-                evidence.push_str(&format!(", DefaultGateway = {gateways:?}"));
+                evidence.push_str(&format!(", DefaultGateway = {}", quote_list(&gateways)));
             }
             out.push(Hazard::StaticIp {
                 interface: iface.name.clone(),

@@ -88,14 +88,36 @@ impl<'a> NamedHive<'a> {
     }
 }
 
+/// A guest string quoted for evidence: `"text"`, with quotes and control characters escaped
+/// (backslashes of registry paths are kept as they are).
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            c if c.is_control() => out.extend(c.escape_default()),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// A list of guest strings quoted for evidence: `["a", "b"]`.
+pub fn quote_list(list: &[String]) -> String {
+    let items: Vec<String> = list.iter().map(|s| quote(s)).collect();
+    format!("[{}]", items.join(", "))
+}
+
 /// A value as evidence shows it: numbers in decimal, strings quoted, lists bracketed.
 pub fn show_value(value: &Value) -> String {
     match value {
         Value::Dword(n) => format!("{n} (REG_DWORD)"),
         Value::Qword(n) => format!("{n} (REG_QWORD)"),
-        Value::Sz(s) => format!("{s:?}"),
-        Value::ExpandSz(s) => format!("{s:?} (REG_EXPAND_SZ)"),
-        Value::MultiSz(list) => format!("{list:?} (REG_MULTI_SZ)"),
+        Value::Sz(s) => quote(s),
+        Value::ExpandSz(s) => format!("{} (REG_EXPAND_SZ)", quote(s)),
+        Value::MultiSz(list) => format!("{} (REG_MULTI_SZ)", quote_list(list)),
         Value::Binary(data) => {
             let shown: Vec<String> = data.iter().take(16).map(|b| format!("{b:02x}")).collect();
             let more = if data.len() > 16 { " …" } else { "" };
@@ -244,7 +266,7 @@ impl WindowsFacts {
     pub fn summary(&self) -> String {
         let mut parts = Vec::new();
         if let Some(p) = &self.product_name {
-            parts.push(format!("ProductName {p:?}"));
+            parts.push(format!("ProductName {}", quote(p)));
         }
         match (self.major, self.minor) {
             (Some(a), Some(b)) => parts.push(format!("version {a}.{b}")),
