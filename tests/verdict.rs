@@ -935,3 +935,58 @@ fn layer_hazards_are_carried_and_an_uninspectable_guest_is_unknown() {
     assert_eq!(unknown_why(&a.nic), "BitLocker system volume");
     assert_eq!(a.hazards.len(), 2);
 }
+
+#[test]
+#[ignore = "prints the report of every scenario and the bytes read (cargo test -- --ignored --nocapture)"]
+fn print_reports_and_bytes_read() {
+    for scenario in SCENARIOS {
+        let (dir, _) = lay_out(scenario);
+        let stats = IoStats::new();
+        let fs = HostDirFs::with_stats(dir.path(), stats.clone());
+        let a = assess(&fs, "Windows", MachineFamily::Q35, &[]);
+        println!("== {scenario} (q35): {} bytes read", stats.total_bytes());
+        for line in a.lines() {
+            println!("{line}");
+        }
+    }
+}
+
+#[test]
+fn host_dir_fs_matches_names_without_case_and_stays_inside() {
+    use virtio_migrate::guestfs::GuestFs;
+    let (dir, _) = lay_out("win2k8r2-start3");
+    let fs = HostDirFs::new(dir.path());
+    let entry = fs
+        .lookup("windows/SYSTEM32/drivers/VIOSTOR.SYS")
+        .unwrap()
+        .unwrap();
+    assert_eq!(entry.name, "viostor.sys");
+    assert!(!entry.is_dir);
+    assert_eq!(entry.size, "MZ fixture file viostor.sys\n".len() as u64);
+    let mut buf = [0u8; 2];
+    fs.open("Windows/System32/Drivers/viostor.sys")
+        .unwrap()
+        .read_exact_at(&mut buf, 0)
+        .unwrap();
+    assert_eq!(&buf, b"MZ");
+    let names: Vec<String> = fs
+        .read_dir("windows/system32/drivers")
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert_eq!(names, ["balloon.sys", "intelide.sys", "viostor.sys"]);
+    assert!(fs
+        .lookup("Windows/System32/drivers/vioscsi.sys")
+        .unwrap()
+        .is_none());
+    assert!(fs.open("Windows/System32").is_err());
+    assert!(fs.read_dir("Windows/System32/cmd.exe").is_err());
+    // No way out of the tree: `..` components and symbolic links are absent.
+    assert!(fs.lookup("Windows/..").unwrap().is_none());
+    assert!(fs.lookup("../etc/passwd").unwrap().is_none());
+    std::os::unix::fs::symlink("/etc", dir.path().join("escape")).unwrap();
+    assert!(fs.lookup("escape/passwd").unwrap().is_none());
+    assert!(fs.lookup("escape").unwrap().is_none());
+    assert!(!fs.read_dir("").unwrap().iter().any(|e| e.name == "escape"));
+}
