@@ -51,11 +51,8 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
-    Scan(ScanArgs),
+    Scan(crate::scan::ScanArgs),
 }
-
-#[derive(Debug, Args)]
-pub struct ScanArgs {}
 
 impl GlobalArgs {
     /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.
@@ -84,16 +81,7 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Scan(_) => {
-            let uri = cli.global.uri();
-            let conn = virt::connect::Connect::open(Some(&uri))
-                .map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-            let doms = conn.list_all_domains(0)?;
-            for d in doms {
-                println!("{}", d.name()?);
-            }
-            Ok(0)
-        }
+    match &cli.command {
+        Command::Scan(args) => crate::scan::run(&cli.global, args),
     }
 }

@@ -9,8 +9,12 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod domain;
 pub mod guestfs;
 pub mod hive;
+pub mod host;
 pub mod image;
+pub mod report;
+pub mod scan;
 pub mod verdict;
 pub mod windows;

@@ -7,10 +7,12 @@
 //! and two more rounds with a zero word finish it. The 64-bit result is `high lane << 32 | low
 //! lane`, which is how the log entries store their `Hash-1` and `Hash-2` fields (little endian).
 
-/// The seed a hive writer uses for log entry hashes: the bytes `82 EF 4D 88 7A 4E 55 C5` read as a
-/// little-endian 64-bit number.
-pub const REGISTRY_LOG_SEED: u64 =
-    u64::from_le_bytes([0x82, 0xEF, 0x4D, 0x88, 0x7A, 0x4E, 0x55, 0xC5]);
+/// The seed a hive writer uses for log entry hashes. The specification lists it as the bytes
+/// `82 EF 4D 88 7A 4E 55 C5`; they are the 64-bit number 0x82EF4D887A4E55C5 written most
+/// significant byte first (low lane 0x7A4E55C5, high lane 0x82EF4D88), which is how the
+/// specification author's own reader (yarp) and notatin use it. Reading the bytes as a
+/// little-endian number instead (0xC5554E7A884DEF82) yields hashes no Windows log carries.
+pub const REGISTRY_LOG_SEED: u64 = 0x82EF_4D88_7A4E_55C5;
 
 /// The Marvin32 hash of `data` under `seed`.
 pub fn marvin32(seed: u64, data: &[u8]) -> u64 {
@@ -134,6 +136,7 @@ mod tests {
 
     #[test]
     fn registry_seed_value() {
-        assert_eq!(REGISTRY_LOG_SEED, 14219357686671994754);
+        assert_eq!(REGISTRY_LOG_SEED as u32, 0x7A4E_55C5);
+        assert_eq!((REGISTRY_LOG_SEED >> 32) as u32, 0x82EF_4D88);
     }
 }
