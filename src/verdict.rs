@@ -42,26 +42,15 @@ const SCAN_LIMIT: usize = 100_000;
 /// Most entries of one deny/allow list that are examined.
 const LIST_LIMIT: usize = 4096;
 
-/// The guest's machine type family, which decides the PCI ids its virtio devices show.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MachineFamily {
-    /// `pc-i440fx-*`: virtio devices show their legacy (transitional) ids.
-    I440fx,
-    /// `pc-q35-*`: libvirt's plain `virtio` model shows the modern (virtio 1.0) ids.
-    Q35,
-    /// Not known: both ids must be bound for a certain verdict.
-    Unknown,
-}
+pub use crate::domain::MachineFamily;
 
-impl MachineFamily {
-    /// The id generation the guest will see, if known.
-    pub fn generation(self) -> Option<PciGeneration> {
-        match self {
-            MachineFamily::I440fx => Some(PciGeneration::Legacy),
-            MachineFamily::Q35 => Some(PciGeneration::Modern),
-            MachineFamily::Unknown => None,
-        }
+/// The id generation a guest of a machine family sees, if known: legacy (transitional) ids on
+/// i440fx, modern ids on q35 (libvirt's plain `virtio` model), unknown otherwise.
+pub fn generation_seen(machine: MachineFamily) -> Option<PciGeneration> {
+    match machine {
+        MachineFamily::I440fx => Some(PciGeneration::Legacy),
+        MachineFamily::Q35 => Some(PciGeneration::Modern),
+        MachineFamily::Other => None,
     }
 }
 
@@ -355,7 +344,7 @@ impl Assessment {
         Assessment {
             system_root: system_root.to_string(),
             machine,
-            guest_sees: machine.generation(),
+            guest_sees: generation_seen(machine),
             facts: None,
             binding_source: None,
             blk: unknown.clone(),
@@ -456,7 +445,7 @@ fn machine_word(machine: MachineFamily) -> &'static str {
     match machine {
         MachineFamily::I440fx => "i440fx",
         MachineFamily::Q35 => "q35",
-        MachineFamily::Unknown => "unknown",
+        MachineFamily::Other => "other machine type",
     }
 }
 
@@ -663,7 +652,7 @@ pub fn assess_hives(
     Assessment {
         system_root: root.to_string(),
         machine,
-        guest_sees: machine.generation(),
+        guest_sees: generation_seen(machine),
         facts,
         binding_source,
         blk: verdicts.next().unwrap_or_else(unknown),
@@ -759,7 +748,7 @@ struct Inspector<'a> {
 impl Inspector<'_> {
     /// The generations whose binding is required (the one the guest sees; both when unknown).
     fn seen(&self) -> Vec<PciGeneration> {
-        match self.machine.generation() {
+        match generation_seen(self.machine) {
             Some(g) => vec![g],
             None => vec![PciGeneration::Legacy, PciGeneration::Modern],
         }
@@ -883,7 +872,7 @@ impl Inspector<'_> {
             if is_bound {
                 bound.push(generation);
             }
-            let required = self.machine.generation() == Some(generation);
+            let required = generation_seen(self.machine) == Some(generation);
             let evidence = if required {
                 format!(
                     "the id the guest sees on {}: {evidence}",
@@ -900,7 +889,7 @@ impl Inspector<'_> {
             ));
         }
         let mut ambiguity = None;
-        if self.machine.generation().is_none() {
+        if generation_seen(self.machine).is_none() {
             if bound.is_empty() {
                 // Neither id is bound: not ready whatever the machine type.
                 checks.push(check(

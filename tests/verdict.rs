@@ -158,7 +158,7 @@ fn win2k8r2_ready_boots_from_virtio_blk_on_both_machine_types() {
     for machine in [
         MachineFamily::I440fx,
         MachineFamily::Q35,
-        MachineFamily::Unknown,
+        MachineFamily::Other,
     ] {
         let a = assess_scenario("win2k8r2-ready", machine);
         assert_eq!(a.blk, Readiness::Ready, "{machine:?}: {:#?}", a.checks);
@@ -167,7 +167,7 @@ fn win2k8r2_ready_boots_from_virtio_blk_on_both_machine_types() {
         match machine {
             MachineFamily::I440fx => expected.push(SCSI_LEGACY),
             MachineFamily::Q35 => expected.push(SCSI_MODERN),
-            MachineFamily::Unknown => expected.push("vioscsi bound to a virtio-scsi id"),
+            MachineFamily::Other => expected.push("vioscsi bound to a virtio-scsi id"),
         }
         assert_eq!(failed(&a.scsi), expected, "{machine:?}");
         assert_eq!(hazard_kinds(&a), ["crash-auto-reboot"]);
@@ -602,7 +602,7 @@ fn static_ip_and_a_legacy_only_binding() {
     assert!(check(&a, Target::VirtioBlk, BLK_LEGACY).passed);
 
     // Machine type unknown: cannot say.
-    let a = assess_scenario("static-ip", MachineFamily::Unknown);
+    let a = assess_scenario("static-ip", MachineFamily::Other);
     assert!(unknown_why(&a.blk).contains("bound only for the legacy id"));
 }
 
