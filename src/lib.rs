@@ -21,4 +21,6 @@ pub mod report;
 pub mod rewrite;
 pub mod scan;
 pub mod validate;
+pub mod verdict;
+pub mod windows;
 pub mod xmldiff;
