@@ -14,6 +14,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod gpt;
+pub mod mbr;
+pub mod partition;
+
 /// Positioned, read-only access to a sized byte range.
 ///
 /// `read_exact_at` fills the whole buffer or fails; a read that reaches past [`ReadAt::size`] is an
