@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod gpt;
 pub mod mbr;
+pub mod ntfs;
 pub mod partition;
 
 /// Positioned, read-only access to a sized byte range.
