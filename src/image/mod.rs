@@ -7,6 +7,11 @@
 //! Host files are opened through [`HostFile`], which counts every read into an [`IoStats`] so
 //! `--stats` and the benchmarks can report what a lookup really cost.
 
+pub mod compression;
+pub mod disk;
+pub mod error;
+pub mod qcow2;
+
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
