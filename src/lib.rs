@@ -9,5 +9,6 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod domain;
 pub mod guestfs;
 pub mod image;
