@@ -52,6 +52,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
     Scan(ScanArgs),
+    /// Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files
+    Inspect(crate::inspect::InspectArgs),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +87,7 @@ pub fn main() -> i32 {
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
     match cli.command {
+        Command::Inspect(args) => crate::inspect::run(&args, &cli.global),
         Command::Scan(_) => {
             let uri = cli.global.uri();
             let conn = virt::connect::Connect::open(Some(&uri))

@@ -169,7 +169,10 @@ pub fn inspect_reader(disk: Arc<dyn ReadAt>) -> DiskInspection {
         let skip = p.problem.is_some()
             || p.length == 0
             || p.ldm
-            || matches!(p.partition_type, PartitionType::Mbr(0x05 | 0x0F | 0x85 | 0xEE));
+            || matches!(
+                p.partition_type,
+                PartitionType::Mbr(0x05 | 0x0F | 0x85 | 0xEE)
+            );
         if skip {
             continue;
         }
@@ -274,7 +277,11 @@ fn inspect_volume(
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Disk image or block device to inspect (its format is probed unless --format is given)
-    #[arg(value_name = "PATH", required_unless_present = "domain", conflicts_with = "domain")]
+    #[arg(
+        value_name = "PATH",
+        required_unless_present = "domain",
+        conflicts_with = "domain"
+    )]
     pub path: Option<PathBuf>,
     /// Inspect every disk of this libvirt domain (formats from its XML)
     #[arg(long, value_name = "NAME")]
@@ -372,10 +379,11 @@ fn inspect_domain_disks(
     let uri = global.uri();
     let conn = virt::connect::Connect::open(Some(&uri))
         .map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-    let dom = virt::domain::Domain::lookup_by_name(&conn, name)
+    let dom = conn
+        .lookup_domain_by_name(name)
         .map_err(|e| anyhow::anyhow!("no domain {name:?} on {uri}: {e}"))?;
     let xml = dom
-        .get_xml_desc(0)
+        .xml_desc(0)
         .map_err(|e| anyhow::anyhow!("cannot read the XML of {name:?}: {e}"))?;
     Ok(inspect_domain_xml(&xml, stats))
 }
@@ -384,7 +392,7 @@ fn inspect_domain_disks(
 /// volume disks, and disks without a declared format, are "unknown" with the reason.
 pub fn inspect_domain_xml(xml: &str, stats: &Arc<IoStats>) -> Vec<DiskInspection> {
     use crate::domain::DiskSource;
-    let facts = match crate::domain::DomainFacts::from_xml(xml) {
+    let facts = match crate::domain::parse_domain(xml) {
         Ok(f) => f,
         Err(e) => {
             return vec![DiskInspection::unknown(
@@ -420,7 +428,11 @@ pub fn inspect_domain_xml(xml: &str, stats: &Arc<IoStats>) -> Vec<DiskInspection
         let format = match disk.format.as_deref().map(str::parse::<DiskFormat>) {
             Some(Ok(f)) => f,
             Some(Err(e)) => {
-                out.push(DiskInspection::unknown(&shown, FormatSource::Declared, e.to_string()));
+                out.push(DiskInspection::unknown(
+                    &shown,
+                    FormatSource::Declared,
+                    e.to_string(),
+                ));
                 continue;
             }
             None => {
@@ -435,7 +447,12 @@ pub fn inspect_domain_xml(xml: &str, stats: &Arc<IoStats>) -> Vec<DiskInspection
                 continue;
             }
         };
-        out.push(inspect_disk(Path::new(&path), format, FormatSource::Declared, stats));
+        out.push(inspect_disk(
+            Path::new(&path),
+            format,
+            FormatSource::Declared,
+            stats,
+        ));
     }
     out
 }
@@ -480,7 +497,13 @@ pub fn render(report: &InspectReport) -> String {
             };
             let mut extra = String::new();
             if let Some(c) = &l.compression {
-                let _ = write!(extra, ", compression {}", serde_json::to_string(c).unwrap_or_default().trim_matches('"'));
+                let _ = write!(
+                    extra,
+                    ", compression {}",
+                    serde_json::to_string(c)
+                        .unwrap_or_default()
+                        .trim_matches('"')
+                );
             }
             if l.extended_l2 {
                 extra.push_str(", extended L2");
@@ -524,9 +547,15 @@ pub fn render(report: &InspectReport) -> String {
                     p.index,
                     size_text(p.start),
                     size_text(p.length),
-                    p.name.as_ref().map(|n| format!(" \"{n}\"")).unwrap_or_default(),
+                    p.name
+                        .as_ref()
+                        .map(|n| format!(" \"{n}\""))
+                        .unwrap_or_default(),
                     if p.bootable { " (active)" } else { "" },
-                    p.problem.as_ref().map(|x| format!("  PROBLEM: {x}")).unwrap_or_default()
+                    p.problem
+                        .as_ref()
+                        .map(|x| format!("  PROBLEM: {x}"))
+                        .unwrap_or_default()
                 );
                 if let Some(v) = d.volumes.iter().find(|v| v.partition == p.index) {
                     render_volume(&mut s, v);
@@ -594,14 +623,21 @@ fn render_volume(s: &mut String, v: &VolumeInspection) {
             "        hiberfil.sys: {} bytes, signature {:?}{}",
             h.size,
             h.signature,
-            if h.hibernated { " — HIBERNATED" } else { " (resumed)" }
+            if h.hibernated {
+                " — HIBERNATED"
+            } else {
+                " (resumed)"
+            }
         );
     }
     if let Some(w) = &v.windows {
         let _ = writeln!(s, "        Windows root: {}", w.root);
         for f in &w.files {
             let state = match (f.present, f.size) {
-                (true, Some(sz)) => format!("{sz} bytes{}", if f.unreadable { " (unreadable)" } else { "" }),
+                (true, Some(sz)) => format!(
+                    "{sz} bytes{}",
+                    if f.unreadable { " (unreadable)" } else { "" }
+                ),
                 _ => "missing".to_string(),
             };
             let _ = writeln!(s, "          {:<32} {state}", f.path);

@@ -12,3 +12,4 @@ pub mod cli;
 pub mod domain;
 pub mod guestfs;
 pub mod image;
+pub mod inspect;

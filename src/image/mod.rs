@@ -23,6 +23,7 @@ pub mod gpt;
 pub mod mbr;
 pub mod ntfs;
 pub mod partition;
+pub mod windows_root;
 
 /// Positioned, read-only access to a sized byte range.
 ///

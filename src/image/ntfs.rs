@@ -17,7 +17,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use ::ntfs::attribute_value::NtfsAttributeValue;
 use ::ntfs::indexes::NtfsFileNameIndex;
@@ -68,6 +68,9 @@ pub struct NtfsFacts {
 /// A read-only NTFS volume.
 pub struct NtfsVolume {
     ntfs: Ntfs,
+    /// The same volume with its 128 KiB `$UpCase` table loaded, on the first name lookup (a
+    /// volume that is only listed, like "System Reserved", never pays for it).
+    upcased: OnceLock<Ntfs>,
     io: Mutex<Fuel<Cursor<BlockCache>>>,
     volume: Arc<dyn ReadAt>,
     /// Directory paths (upper-cased) already resolved to file record numbers.
@@ -85,7 +88,7 @@ impl NtfsVolume {
     fn open_inner(volume: Arc<dyn ReadAt>) -> anyhow::Result<NtfsVolume> {
         let cache = BlockCache::new(volume.clone());
         let mut io = Fuel::new(Cursor::new(cache, BLOCK as usize));
-        let mut ntfs = Ntfs::new(&mut io).map_err(|e| anyhow!("NTFS boot sector: {e}"))?;
+        let ntfs = Ntfs::new(&mut io).map_err(|e| anyhow!("NTFS boot sector: {e}"))?;
         if ntfs.size() > volume.size() {
             bail!(
                 "the NTFS boot sector states {} bytes, the partition holds {}",
@@ -93,9 +96,6 @@ impl NtfsVolume {
                 volume.size()
             );
         }
-        io.refuel();
-        ntfs.read_upcase_table(&mut io)
-            .map_err(|e| anyhow!("NTFS $UpCase table: {e}"))?;
         let mut problems = Vec::new();
         io.refuel();
         let label = match ntfs.volume_name(&mut io) {
@@ -129,6 +129,7 @@ impl NtfsVolume {
         };
         Ok(NtfsVolume {
             ntfs,
+            upcased: OnceLock::new(),
             io: Mutex::new(io),
             volume,
             dirs: Mutex::new(HashMap::new()),
@@ -145,6 +146,20 @@ impl NtfsVolume {
         let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
         io.refuel();
         io
+    }
+
+    /// The volume with its upcase table, read on first use.
+    fn upcased(&self, io: &mut Fuel<Cursor<BlockCache>>) -> anyhow::Result<&Ntfs> {
+        if let Some(n) = self.upcased.get() {
+            return Ok(n);
+        }
+        let mut n = Ntfs::new(io).map_err(|e| anyhow!("NTFS boot sector: {e}"))?;
+        n.read_upcase_table(io)
+            .map_err(|e| anyhow!("NTFS $UpCase table: {e}"))?;
+        let _ = self.upcased.set(n);
+        self.upcased
+            .get()
+            .ok_or_else(|| anyhow!("NTFS $UpCase table could not be kept"))
     }
 
     /// Resolve `path` to a file record number and the entry name as stored.
@@ -171,6 +186,9 @@ impl NtfsVolume {
                 }
             }
         }
+        if first < parts.len() {
+            self.upcased(io)?;
+        }
         for (i, part) in parts.iter().enumerate().skip(first) {
             let dir = self
                 .ntfs
@@ -183,7 +201,11 @@ impl NtfsVolume {
                 .directory_index(io)
                 .map_err(|e| anyhow!("directory index of file record {record}: {e}"))?;
             let mut finder = index.finder();
-            let found = match NtfsFileNameIndex::find(&mut finder, &self.ntfs, io, part) {
+            let upcased = self
+                .upcased
+                .get()
+                .ok_or_else(|| anyhow!("NTFS $UpCase table not loaded"))?;
+            let found = match NtfsFileNameIndex::find(&mut finder, upcased, io, part) {
                 None => return Ok(None),
                 Some(r) => {
                     r.map_err(|e| anyhow!("looking up {part:?} in file record {record}: {e}"))?

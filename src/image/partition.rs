@@ -248,6 +248,10 @@ fn check_ranges(disk_size: u64, table: &mut PartitionTable) {
                 ))
             }
             Some(end) => {
+                // Logical partitions lie inside their extended container by design.
+                if matches!(p.partition_type, PartitionType::Mbr(0x05 | 0x0F | 0x85)) {
+                    continue;
+                }
                 if let Some((other, _, _)) = seen.iter().find(|(_, s, e)| p.start < *e && *s < end)
                 {
                     problem = Some(format!("it overlaps partition {other}"));

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::guestfs::GuestFs;
+use crate::guestfs::{Entry, GuestFs};
 
 /// Candidate system root directories, in the order they are tried.
 pub const ROOT_CANDIDATES: [&str; 4] = ["Windows", "WINNT", "win32", "win"];
@@ -62,7 +62,9 @@ pub struct WindowsRoot {
 impl WindowsRoot {
     /// The presence record of `path` (relative to the root, as in [`REPORTED_FILES`]).
     pub fn file(&self, path: &str) -> Option<&FilePresence> {
-        self.files.iter().find(|f| f.path.eq_ignore_ascii_case(path))
+        self.files
+            .iter()
+            .find(|f| f.path.eq_ignore_ascii_case(path))
     }
 }
 
@@ -76,10 +78,26 @@ pub struct Hibernation {
     pub hibernated: bool,
 }
 
+/// The names in the volume root that matter here (candidate roots and `hiberfil.sys`), from
+/// one listing of the root directory: a volume without any of them (a "System Reserved" or
+/// recovery partition) is then done without a single name lookup.
+fn root_names(fs: &dyn GuestFs) -> anyhow::Result<Vec<Entry>> {
+    let wanted = |n: &str| {
+        ROOT_CANDIDATES.iter().any(|c| c.eq_ignore_ascii_case(n))
+            || n.eq_ignore_ascii_case("hiberfil.sys")
+    };
+    Ok(fs
+        .read_dir("")?
+        .into_iter()
+        .filter(|e| wanted(&e.name))
+        .collect())
+}
+
 /// Find the system root: the first candidate directory holding `System32/config/SYSTEM`.
 pub fn find_system_root(fs: &dyn GuestFs) -> anyhow::Result<Option<String>> {
+    let names = root_names(fs)?;
     for cand in ROOT_CANDIDATES {
-        let Some(dir) = fs.lookup(cand)? else {
+        let Some(dir) = names.iter().find(|e| e.name.eq_ignore_ascii_case(cand)) else {
             continue;
         };
         if !dir.is_dir {
@@ -87,7 +105,7 @@ pub fn find_system_root(fs: &dyn GuestFs) -> anyhow::Result<Option<String>> {
         }
         if let Some(system) = fs.lookup(&format!("{}/System32/config/SYSTEM", dir.name))? {
             if !system.is_dir {
-                return Ok(Some(dir.name));
+                return Ok(Some(dir.name.clone()));
             }
         }
     }
@@ -164,6 +182,12 @@ pub fn inspect_root(fs: &dyn GuestFs, root: &str) -> WindowsRoot {
 
 /// Look for `hiberfil.sys` in the volume root and read its signature.
 pub fn hibernation(fs: &dyn GuestFs) -> anyhow::Result<Option<Hibernation>> {
+    if root_names(fs)?
+        .iter()
+        .all(|e| !e.name.eq_ignore_ascii_case("hiberfil.sys"))
+    {
+        return Ok(None);
+    }
     let Some(e) = fs.lookup("hiberfil.sys")? else {
         return Ok(None);
     };
