@@ -16,6 +16,7 @@ pub mod guestfs;
 pub mod hive;
 pub mod host;
 pub mod image;
+pub mod inspect;
 pub mod plan;
 pub mod report;
 pub mod rewrite;
