@@ -1,6 +1,6 @@
 //! The command line: clap definitions, global options, dispatch and exit codes.
 //!
-//! Exit codes: 0 success, 1 runtime error, 2 usage error.
+//! Exit codes: 0 success, 1 runtime error, 2 usage error, 3 `convert`: the plan is blocked.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -51,11 +51,10 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
-    Scan(ScanArgs),
+    Scan(crate::scan::ScanArgs),
+    /// Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only
+    Convert(crate::convert::ConvertArgs),
 }
-
-#[derive(Debug, Args)]
-pub struct ScanArgs {}
 
 impl GlobalArgs {
     /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.
@@ -84,16 +83,8 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Scan(_) => {
-            let uri = cli.global.uri();
-            let conn = virt::connect::Connect::open(Some(&uri))
-                .map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-            let doms = conn.list_all_domains(0)?;
-            for d in doms {
-                println!("{}", d.name()?);
-            }
-            Ok(0)
-        }
+    match &cli.command {
+        Command::Scan(args) => crate::scan::run(&cli.global, args),
+        Command::Convert(args) => crate::convert::run(&cli.global, args),
     }
 }

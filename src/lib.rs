@@ -9,5 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod convert;
+pub mod disk_order;
+pub mod domain;
 pub mod guestfs;
+pub mod hive;
+pub mod host;
 pub mod image;
+pub mod plan;
+pub mod report;
+pub mod rewrite;
+pub mod scan;
+pub mod validate;
+pub mod xmldiff;
