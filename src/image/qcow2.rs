@@ -1198,6 +1198,35 @@ mod tests {
         let q = open_bytes(img).unwrap();
         q.read_exact_at(&mut b, 0).unwrap();
         assert!(b.iter().all(|&x| x == 0));
+        // ... which a version 2 image cannot have.
+        let mut img = tiny_image();
+        img[4..8].copy_from_slice(&2u32.to_be_bytes());
+        img[1536..1544].copy_from_slice(&1u64.to_be_bytes());
+        let q = open_bytes(img).unwrap();
+        assert_eq!(q.header().version, 2);
+        let e = q.read_exact_at(&mut b, 0).unwrap_err();
+        assert!(e.to_string().contains("version 2"), "{e}");
+        // Both the allocated and the zero bit of a subcluster: corrupt.
+        let mut img = tiny_image();
+        img[20..24].copy_from_slice(&14u32.to_be_bytes());
+        img[72..80].copy_from_slice(&INCOMPAT_EXTENDED_L2.to_be_bytes());
+        img[40..48].copy_from_slice(&16384u64.to_be_bytes());
+        img[48..56].copy_from_slice(&0u64.to_be_bytes());
+        img.resize(16384 * 4, 0);
+        img[16384..16392].copy_from_slice(&(32768u64).to_be_bytes());
+        img[32768..32776].copy_from_slice(&(49152u64 | 1 << 63).to_be_bytes());
+        img[32776..32784].copy_from_slice(&(1u64 | 1 << 32).to_be_bytes());
+        let q = open_bytes(img.clone()).unwrap();
+        let e = q.read_exact_at(&mut b, 0).unwrap_err();
+        assert!(e.to_string().contains("both allocated and zero"), "{e}");
+        // Only allocated: the data; only zero: zeros; neither (no backing): zeros.
+        img[32776..32784].copy_from_slice(&(1u64 | 1 << 33).to_be_bytes());
+        img[49152..65536].fill(0x77);
+        let q = open_bytes(img).unwrap();
+        let mut c = vec![0u8; 1536];
+        q.read_exact_at(&mut c, 0).unwrap();
+        assert!(c[..512].iter().all(|&x| x == 0x77));
+        assert!(c[512..].iter().all(|&x| x == 0));
         // Compressed entry with garbage data.
         let mut img = tiny_image();
         img[1536..1544].copy_from_slice(&(2048u64 | 1 << 62).to_be_bytes());
