@@ -134,4 +134,36 @@ mod tests {
         bad.extend_from_slice(&[0x5a; 60]);
         assert!(decompress_cluster(CompressionType::Zstd, &bad, 4096).is_err());
     }
+
+    #[test]
+    fn zstd_frames_decode_and_damaged_frames_never_panic() {
+        let data: Vec<u8> = (0..16384u32).map(|i| (i / 64 * 13 + i % 7) as u8).collect();
+        let frame = ruzstd::encoding::compress_to_vec(
+            &data[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        assert_eq!(
+            decompress_cluster(CompressionType::Zstd, &frame, 16384).unwrap(),
+            data
+        );
+        assert!(decompress_cluster(CompressionType::Zstd, &frame, 32768).is_err());
+        let z = deflate(&data);
+        let mut x = 7u64;
+        for _ in 0..400 {
+            for (kind, good) in [(CompressionType::Zstd, &frame), (CompressionType::Zlib, &z)] {
+                let mut bad = good.clone();
+                for _ in 0..3 {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let at = (x >> 20) as usize % bad.len();
+                    bad[at] ^= 1 << ((x >> 8) % 8);
+                }
+                let cut = (x >> 40) as usize % (bad.len() + 1);
+                if let Ok(out) = decompress_cluster(kind, &bad[..cut.max(bad.len() / 2)], 16384) {
+                    assert_eq!(out.len(), 16384);
+                }
+            }
+        }
+    }
 }

@@ -237,7 +237,7 @@ fn open_layer(
                 Some(f) => f.parse::<DiskFormat>().map_err(|_| {
                     backing_err(format!("backing format {f:?} is not supported (raw, qcow2)"))
                 })?,
-                None => match probe_format(&backing_path).map_err(|e| {
+                None => match probe_counted(&backing_path, stats).map_err(|e| {
                     backing_err(format!("cannot read {}: {e}", backing_path.display()))
                 })? {
                     DiskFormat::Raw => DiskFormat::Raw,
@@ -282,8 +282,12 @@ fn network_backing(name: &OsStr) -> Option<String> {
 /// written by the guest, which can make it look like a qcow2 image with a backing file of its
 /// choosing. For those, use the format the domain XML declares.
 pub fn probe_format(path: &Path) -> io::Result<DiskFormat> {
-    let stats = IoStats::new();
-    let file = HostFile::open(path, &stats)?;
+    probe_counted(path, &IoStats::new())
+}
+
+/// [`probe_format`] with the read counted in `stats`.
+fn probe_counted(path: &Path, stats: &IoStats) -> io::Result<DiskFormat> {
+    let file = HostFile::open(path, stats)?;
     let mut head = [0u8; 8];
     if file.size() < head.len() as u64 {
         return Ok(DiskFormat::Raw);

@@ -4,9 +4,13 @@
 //! and L2 tables are read in 4 KiB slices when a read needs them and kept in a small LRU cache, so
 //! reading one sector of a large image costs the header, one L1 slice, one L2 slice and the data.
 //!
+//! Decompressed clusters are cached too (up to 8 MiB), since file system readers issue many small
+//! reads into the same cluster.
+//!
 //! Supported: zlib and zstd compressed clusters, zero clusters, extended L2 entries (subclusters
-//! that are allocated, zero, or fall through to the backing file), external data files, internal
-//! snapshots (only the active L1 table is read). The backing file is attached by the caller
+//! that are allocated, zero, or fall through to the backing file), external data files (read
+//! through the L2 mapping like qemu does, also with `data_file_raw`), internal snapshots (only the
+//! active L1 table is read). The backing file is attached by the caller
 //! ([`Qcow2Image::with_backing`]; see `disk.rs` for the chain rules); without one, unallocated
 //! clusters read as zeros.
 //!
@@ -78,6 +82,10 @@ const L2_ZERO: u64 = 1;
 const SLICE_BYTES: u64 = 4096;
 /// Table slices kept in the cache (256 KiB).
 const CACHE_SLICES: usize = 64;
+/// Memory for decompressed clusters kept in the cache (at least one cluster is kept).
+const COMPRESSED_CACHE_BYTES: u64 = 8 << 20;
+/// Most decompressed clusters kept, whatever their size.
+const COMPRESSED_CACHE_MAX: usize = 64;
 
 /// One entry of the feature name table extension.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -470,7 +478,7 @@ impl Qcow2Header {
             if off.saturating_add(8) > end {
                 return Err(corrupt(
                     off,
-                    format!("header extension header runs past {end:#x}"),
+                    format!("header extension header runs past {end:#x} (end of the header area or of the file)"),
                 ));
             }
             let hdr = area.bytes(off, 8, "a header extension")?;
@@ -483,7 +491,7 @@ impl Qcow2Header {
             if data_off + u64::from(len) > end {
                 return Err(corrupt(
                     off,
-                    format!("header extension {kind:#010x} of {len} bytes runs past {end:#x}"),
+                    format!("header extension {kind:#010x} of {len} bytes runs past {end:#x} (end of the header area or of the file)"),
                 ));
             }
             let string = |what: &'static str| -> Result<OsString, ImageError> {
@@ -615,28 +623,37 @@ enum Sub {
     Data,
 }
 
-/// A small LRU cache of table slices keyed by host offset.
-struct SliceCache {
+/// A small least-recently-used cache keyed by a 64-bit value (a host offset, an L2 entry).
+struct Lru<V: ?Sized> {
+    capacity: usize,
     clock: u64,
-    slots: Vec<(u64, u64, Arc<[u64]>)>,
+    slots: Vec<(u64, u64, Arc<V>)>,
 }
 
-impl SliceCache {
-    fn get(&mut self, offset: u64) -> Option<Arc<[u64]>> {
+impl<V: ?Sized> Lru<V> {
+    fn new(capacity: usize) -> Lru<V> {
+        Lru {
+            capacity: capacity.max(1),
+            clock: 0,
+            slots: Vec::new(),
+        }
+    }
+
+    fn get(&mut self, key: u64) -> Option<Arc<V>> {
         self.clock += 1;
         let now = self.clock;
-        self.slots.iter_mut().find(|s| s.0 == offset).map(|s| {
+        self.slots.iter_mut().find(|s| s.0 == key).map(|s| {
             s.1 = now;
             s.2.clone()
         })
     }
 
-    fn put(&mut self, offset: u64, slice: Arc<[u64]>) {
+    fn put(&mut self, key: u64, value: Arc<V>) {
         self.clock += 1;
-        if self.slots.len() < CACHE_SLICES {
-            self.slots.push((offset, self.clock, slice));
+        if self.slots.len() < self.capacity {
+            self.slots.push((key, self.clock, value));
         } else if let Some(oldest) = self.slots.iter_mut().min_by_key(|s| s.1) {
-            *oldest = (offset, self.clock, slice);
+            *oldest = (key, self.clock, value);
         }
     }
 }
@@ -650,9 +667,10 @@ pub struct Qcow2Image {
     data: Arc<HostFile>,
     data_path: Option<PathBuf>,
     backing: Option<Arc<dyn ReadAt>>,
-    tables: Mutex<SliceCache>,
-    /// The last decompressed cluster, by L2 entry.
-    last_compressed: Mutex<Option<(u64, Arc<Vec<u8>>)>>,
+    /// L1/L2 table slices by host offset.
+    tables: Mutex<Lru<[u64]>>,
+    /// Decompressed clusters by L2 entry.
+    decompressed: Mutex<Lru<Vec<u8>>>,
 }
 
 impl Qcow2Image {
@@ -684,6 +702,8 @@ impl Qcow2Image {
         } else {
             (file.clone(), None)
         };
+        let compressed_slots =
+            ((COMPRESSED_CACHE_BYTES / header.cluster_size()) as usize).min(COMPRESSED_CACHE_MAX);
         Ok(Qcow2Image {
             path: path.to_path_buf(),
             header,
@@ -691,11 +711,8 @@ impl Qcow2Image {
             data,
             data_path,
             backing: None,
-            tables: Mutex::new(SliceCache {
-                clock: 0,
-                slots: Vec::new(),
-            }),
-            last_compressed: Mutex::new(None),
+            tables: Mutex::new(Lru::new(CACHE_SLICES)),
+            decompressed: Mutex::new(Lru::new(compressed_slots)),
         })
     }
 
@@ -995,14 +1012,13 @@ impl Qcow2Image {
 
     /// The decompressed cluster described by compressed L2 entry `entry`.
     fn decompress(&self, entry: u64) -> io::Result<Arc<Vec<u8>>> {
-        if let Some((e, data)) = &*self
-            .last_compressed
+        let cached = self
+            .decompressed
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-        {
-            if *e == entry {
-                return Ok(data.clone());
-            }
+            .get(entry);
+        if let Some(data) = cached {
+            return Ok(data);
         }
         let bits = self.header.cluster_bits;
         let shift = 62 - (bits - 8);
@@ -1040,10 +1056,10 @@ impl Qcow2Image {
             what: format!("{} data: {what}", self.header.compression_type.name()),
         })?;
         let data = Arc::new(data);
-        *self
-            .last_compressed
+        self.decompressed
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some((entry, data.clone()));
+            .unwrap_or_else(|p| p.into_inner())
+            .put(entry, data.clone());
         Ok(data)
     }
 }
@@ -1182,6 +1198,35 @@ mod tests {
         let q = open_bytes(img).unwrap();
         q.read_exact_at(&mut b, 0).unwrap();
         assert!(b.iter().all(|&x| x == 0));
+        // ... which a version 2 image cannot have.
+        let mut img = tiny_image();
+        img[4..8].copy_from_slice(&2u32.to_be_bytes());
+        img[1536..1544].copy_from_slice(&1u64.to_be_bytes());
+        let q = open_bytes(img).unwrap();
+        assert_eq!(q.header().version, 2);
+        let e = q.read_exact_at(&mut b, 0).unwrap_err();
+        assert!(e.to_string().contains("version 2"), "{e}");
+        // Both the allocated and the zero bit of a subcluster: corrupt.
+        let mut img = tiny_image();
+        img[20..24].copy_from_slice(&14u32.to_be_bytes());
+        img[72..80].copy_from_slice(&INCOMPAT_EXTENDED_L2.to_be_bytes());
+        img[40..48].copy_from_slice(&16384u64.to_be_bytes());
+        img[48..56].copy_from_slice(&0u64.to_be_bytes());
+        img.resize(16384 * 4, 0);
+        img[16384..16392].copy_from_slice(&(32768u64).to_be_bytes());
+        img[32768..32776].copy_from_slice(&(49152u64 | 1 << 63).to_be_bytes());
+        img[32776..32784].copy_from_slice(&(1u64 | 1 << 32).to_be_bytes());
+        let q = open_bytes(img.clone()).unwrap();
+        let e = q.read_exact_at(&mut b, 0).unwrap_err();
+        assert!(e.to_string().contains("both allocated and zero"), "{e}");
+        // Only allocated: the data; only zero: zeros; neither (no backing): zeros.
+        img[32776..32784].copy_from_slice(&(1u64 | 1 << 33).to_be_bytes());
+        img[49152..65536].fill(0x77);
+        let q = open_bytes(img).unwrap();
+        let mut c = vec![0u8; 1536];
+        q.read_exact_at(&mut c, 0).unwrap();
+        assert!(c[..512].iter().all(|&x| x == 0x77));
+        assert!(c[512..].iter().all(|&x| x == 0));
         // Compressed entry with garbage data.
         let mut img = tiny_image();
         img[1536..1544].copy_from_slice(&(2048u64 | 1 << 62).to_be_bytes());
