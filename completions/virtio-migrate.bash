@@ -22,6 +22,9 @@ _virtio__migrate() {
             virtio__migrate,help)
                 cmd="virtio__migrate__subcmd__help"
                 ;;
+            virtio__migrate,inspect)
+                cmd="virtio__migrate__subcmd__inspect"
+                ;;
             virtio__migrate,scan)
                 cmd="virtio__migrate__subcmd__scan"
                 ;;
@@ -30,6 +33,9 @@ _virtio__migrate() {
                 ;;
             virtio__migrate__subcmd__help,help)
                 cmd="virtio__migrate__subcmd__help__subcmd__help"
+                ;;
+            virtio__migrate__subcmd__help,inspect)
+                cmd="virtio__migrate__subcmd__help__subcmd__inspect"
                 ;;
             virtio__migrate__subcmd__help,scan)
                 cmd="virtio__migrate__subcmd__help__subcmd__scan"
@@ -41,7 +47,7 @@ _virtio__migrate() {
 
     case "${cmd}" in
         virtio__migrate)
-            opts="-c -v -q -h -V --connect --json --verbose --quiet --color --help --version scan convert help"
+            opts="-c -v -q -h -V --connect --json --verbose --quiet --color --help --version scan inspect convert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -121,7 +127,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__help)
-            opts="scan convert help"
+            opts="scan inspect convert help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -162,6 +168,20 @@ _virtio__migrate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        virtio__subcmd__migrate__subcmd__help__subcmd__inspect)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         virtio__subcmd__migrate__subcmd__help__subcmd__scan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -169,6 +189,40 @@ _virtio__migrate() {
                 return 0
             fi
             case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virtio__subcmd__migrate__subcmd__inspect)
+            opts="-c -v -q -h --domain --format --stats --connect --json --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --format)
+                    COMPREPLY=($(compgen -W "raw qcow2" -- "${cur}"))
+                    return 0
+                    ;;
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
                 *)
                     COMPREPLY=()
                     ;;

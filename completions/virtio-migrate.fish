@@ -34,6 +34,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s q -l quie
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s h -l help -d 'Print help'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s V -l version -d 'Print version'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "scan" -d 'List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs'
+complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "inspect" -d 'Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "convert" -d 'Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
@@ -45,6 +46,18 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l j
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s v -l verbose -d 'More detail on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s h -l help -d 'Print help'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l domain -d 'Inspect every disk of this libvirt domain (formats from its XML)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l format -d 'Read PATH as this format instead of probing it' -r -f -a "raw\t''
+qcow2\t''"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l stats -d 'Show bytes read and read calls per host file, and the wall time'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l json -d 'Print one JSON document instead of the human report'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s v -l verbose -d 'More detail on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l bus -d 'Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)' -r -f -a "virtio\t'virtio-blk (`vdX`), driver viostor'
 scsi\t'virtio-scsi (`sdX` on a virtio-scsi controller), driver vioscsi'"
@@ -65,6 +78,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s v -l verbose -d 'More detail on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan convert help" -f -a "scan" -d 'List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan convert help" -f -a "convert" -d 'Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan convert help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "scan" -d 'List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "inspect" -d 'Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "convert" -d 'Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

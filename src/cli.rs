@@ -52,6 +52,8 @@ pub enum ColorChoice {
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
     Scan(crate::scan::ScanArgs),
+    /// Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files
+    Inspect(crate::inspect::InspectArgs),
     /// Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only
     Convert(crate::convert::ConvertArgs),
 }
@@ -89,5 +91,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     match &cli.command {
         Command::Scan(args) => crate::scan::run(&cli.global, args),
         Command::Convert(args) => crate::convert::run(&cli.global, args),
+        Command::Inspect(args) => crate::inspect::run(args, &cli.global),
     }
 }

@@ -16,11 +16,14 @@ pub mod guestfs;
 pub mod hive;
 pub mod host;
 pub mod image;
+pub mod inspect;
 pub mod plan;
 pub mod report;
 pub mod rewrite;
 pub mod scan;
 pub mod validate;
+pub mod verdict;
+pub mod windows;
 pub mod xmldiff;
 
 /// Entry points shared by the fuzz targets and the corpus replay test.

@@ -7,12 +7,23 @@
 //! Host files are opened through [`HostFile`], which counts every read into an [`IoStats`] so
 //! `--stats` and the benchmarks can report what a lookup really cost.
 
+pub mod compression;
+pub mod disk;
+pub mod error;
+pub mod qcow2;
+
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+pub mod gpt;
+pub mod mbr;
+pub mod ntfs;
+pub mod partition;
+pub mod windows_root;
 
 /// Positioned, read-only access to a sized byte range.
 ///

@@ -1,0 +1,702 @@
+//! An NTFS volume read through the `ntfs` crate, exposed as a [`GuestFs`].
+//!
+//! The crate wants a `Read + Seek` stream and issues many small reads (it re-reads the `$MFT`
+//! record for every file it opens). In front of the partition [`Window`] sit, in this order:
+//! a small block cache ([`BlockCache`], so repeated metadata reads cost nothing), a [`Cursor`]
+//! (read-ahead stream), and [`Fuel`], a per-operation read budget: a hostile index B-tree whose
+//! subnodes point back at themselves makes the crate walk forever, and the budget turns that
+//! into an error.
+//!
+//! File contents are not read through the crate: [`NtfsVolume::open`] maps the file's unnamed
+//! `$DATA` runs once and returns a [`ReadAt`] that reads the clusters directly, lazily (sparse runs
+//! read as zeros). Compressed and encrypted files are refused: the crate would return their raw
+//! on-disk bytes.
+//!
+//! [`Window`]: super::Window
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{self, Read, Seek, SeekFrom};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use ::ntfs::attribute_value::NtfsAttributeValue;
+use ::ntfs::indexes::NtfsFileNameIndex;
+use ::ntfs::structured_values::{
+    NtfsFileAttributeFlags, NtfsFileName, NtfsFileNamespace, NtfsVolumeFlags,
+};
+use ::ntfs::{Ntfs, NtfsAttributeFlags, NtfsFile, NtfsReadSeek};
+use anyhow::{anyhow, bail, Context};
+use serde::Serialize;
+
+use super::{Cursor, ReadAt};
+use crate::guestfs::{Entry, GuestFs};
+
+/// Bytes the crate may read for one lookup, listing or open before it is stopped.
+pub const FUEL_BYTES: u64 = 64 * 1024 * 1024;
+/// Read calls the crate may make for one operation.
+pub const FUEL_READS: u64 = 200_000;
+/// Entries returned at most by one directory listing.
+pub const MAX_DIR_ENTRIES: usize = 100_000;
+/// Path components followed at most.
+pub const MAX_PATH_DEPTH: usize = 64;
+/// Data runs mapped at most for one file.
+pub const MAX_RUNS: usize = 1_000_000;
+/// Size of a cache block.
+const BLOCK: u64 = 4096;
+/// Blocks kept by the metadata cache (1 MiB).
+const CACHE_BLOCKS: usize = 256;
+
+/// Facts about an NTFS volume from its boot sector and `$Volume`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NtfsFacts {
+    /// Volume label (`$VOLUME_NAME`), when set.
+    pub label: Option<String>,
+    /// 64-bit volume serial number, hex.
+    pub serial: String,
+    /// NTFS version from `$VOLUME_INFORMATION` ("3.1").
+    pub version: Option<String>,
+    /// `VOLUME_IS_DIRTY` in `$VOLUME_INFORMATION`: not cleanly unmounted (or chkdsk scheduled).
+    pub dirty: bool,
+    pub cluster_size: u32,
+    pub sector_size: u16,
+    /// Size the boot sector states, bytes.
+    pub size: u64,
+    /// What could not be read about the volume (the rest is still usable).
+    pub problems: Vec<String>,
+}
+
+/// A read-only NTFS volume.
+pub struct NtfsVolume {
+    ntfs: Ntfs,
+    /// The same volume with its 128 KiB `$UpCase` table loaded, on the first name lookup (a
+    /// volume that is only listed, like "System Reserved", never pays for it).
+    upcased: OnceLock<Ntfs>,
+    io: Mutex<Fuel<Cursor<BlockCache>>>,
+    volume: Arc<dyn ReadAt>,
+    /// Directory paths (upper-cased) already resolved to file record numbers.
+    dirs: Mutex<HashMap<String, u64>>,
+    facts: NtfsFacts,
+}
+
+impl NtfsVolume {
+    /// Open the NTFS volume that fills `volume` (a partition window), read its upcase table and
+    /// its `$Volume` facts.
+    pub fn open(volume: Arc<dyn ReadAt>) -> anyhow::Result<NtfsVolume> {
+        guard("opening the NTFS volume", || Self::open_inner(volume))
+    }
+
+    fn open_inner(volume: Arc<dyn ReadAt>) -> anyhow::Result<NtfsVolume> {
+        let cache = BlockCache::new(volume.clone());
+        let mut io = Fuel::new(Cursor::new(cache, BLOCK as usize));
+        let ntfs = Ntfs::new(&mut io).map_err(|e| anyhow!("NTFS boot sector: {e}"))?;
+        if ntfs.size() > volume.size() {
+            bail!(
+                "the NTFS boot sector states {} bytes, the partition holds {}",
+                ntfs.size(),
+                volume.size()
+            );
+        }
+        let mut problems = Vec::new();
+        io.refuel();
+        let label = match ntfs.volume_name(&mut io) {
+            Some(Ok(n)) => Some(n.name().to_string_lossy()),
+            Some(Err(e)) => {
+                problems.push(format!("$Volume name: {e}"));
+                None
+            }
+            None => None,
+        };
+        io.refuel();
+        let (version, dirty) = match ntfs.volume_info(&mut io) {
+            Ok(v) => (
+                Some(format!("{}.{}", v.major_version(), v.minor_version())),
+                v.flags().contains(NtfsVolumeFlags::IS_DIRTY),
+            ),
+            Err(e) => {
+                problems.push(format!("$Volume information: {e}"));
+                (None, false)
+            }
+        };
+        let facts = NtfsFacts {
+            label,
+            serial: format!("{:016X}", ntfs.serial_number()),
+            version,
+            dirty,
+            cluster_size: ntfs.cluster_size(),
+            sector_size: ntfs.sector_size(),
+            size: ntfs.size(),
+            problems,
+        };
+        Ok(NtfsVolume {
+            ntfs,
+            upcased: OnceLock::new(),
+            io: Mutex::new(io),
+            volume,
+            dirs: Mutex::new(HashMap::new()),
+            facts,
+        })
+    }
+
+    /// Label, serial, version and dirty flag.
+    pub fn facts(&self) -> &NtfsFacts {
+        &self.facts
+    }
+
+    fn io(&self) -> std::sync::MutexGuard<'_, Fuel<Cursor<BlockCache>>> {
+        let mut io = self.io.lock().unwrap_or_else(|p| p.into_inner());
+        io.refuel();
+        io
+    }
+
+    /// The volume with its upcase table, read on first use.
+    fn upcased(&self, io: &mut Fuel<Cursor<BlockCache>>) -> anyhow::Result<&Ntfs> {
+        if let Some(n) = self.upcased.get() {
+            return Ok(n);
+        }
+        let mut n = Ntfs::new(io).map_err(|e| anyhow!("NTFS boot sector: {e}"))?;
+        n.read_upcase_table(io)
+            .map_err(|e| anyhow!("NTFS $UpCase table: {e}"))?;
+        let _ = self.upcased.set(n);
+        self.upcased
+            .get()
+            .ok_or_else(|| anyhow!("NTFS $UpCase table could not be kept"))
+    }
+
+    /// Resolve `path` to a file record number and the entry name as stored.
+    fn resolve(
+        &self,
+        io: &mut Fuel<Cursor<BlockCache>>,
+        path: &str,
+    ) -> anyhow::Result<Option<(u64, String)>> {
+        let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
+        if parts.len() > MAX_PATH_DEPTH {
+            bail!("path {path:?} has more than {MAX_PATH_DEPTH} components");
+        }
+        let mut record = ::ntfs::KnownNtfsFileRecordNumber::RootDirectory as u64;
+        let mut name = String::new();
+        // Start from the deepest cached parent directory.
+        let mut first = 0;
+        {
+            let dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+            for i in (1..parts.len()).rev() {
+                if let Some(&r) = dirs.get(&parts[..i].join("/").to_uppercase()) {
+                    record = r;
+                    first = i;
+                    break;
+                }
+            }
+        }
+        if first < parts.len() {
+            self.upcased(io)?;
+        }
+        for (i, part) in parts.iter().enumerate().skip(first) {
+            let dir = self
+                .ntfs
+                .file(io, record)
+                .map_err(|e| anyhow!("reading file record {record}: {e}"))?;
+            if !dir.is_directory() {
+                return Ok(None);
+            }
+            let index = dir
+                .directory_index(io)
+                .map_err(|e| anyhow!("directory index of file record {record}: {e}"))?;
+            let mut finder = index.finder();
+            let upcased = self
+                .upcased
+                .get()
+                .ok_or_else(|| anyhow!("NTFS $UpCase table not loaded"))?;
+            let found = match NtfsFileNameIndex::find(&mut finder, upcased, io, part) {
+                None => return Ok(None),
+                Some(r) => {
+                    r.map_err(|e| anyhow!("looking up {part:?} in file record {record}: {e}"))?
+                }
+            };
+            record = found.file_reference().file_record_number();
+            name = match found.key() {
+                Some(Ok(k)) => k.name().to_string_lossy(),
+                _ => (*part).to_string(),
+            };
+            if i + 1 < parts.len() {
+                let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
+                if dirs.len() < 10_000 {
+                    dirs.insert(parts[..=i].join("/").to_uppercase(), record);
+                }
+            }
+        }
+        Ok(Some((record, name)))
+    }
+
+    fn entry_of(
+        &self,
+        io: &mut Fuel<Cursor<BlockCache>>,
+        file: &NtfsFile<'_>,
+        name: String,
+    ) -> anyhow::Result<Entry> {
+        let is_dir = file.is_directory();
+        let mut entry = Entry {
+            name,
+            is_dir,
+            size: 0,
+            compressed: false,
+            encrypted: false,
+        };
+        if let Ok(info) = file.info() {
+            let a = info.file_attributes();
+            entry.compressed = a.contains(NtfsFileAttributeFlags::COMPRESSED);
+            entry.encrypted = a.contains(NtfsFileAttributeFlags::ENCRYPTED);
+        }
+        if !is_dir {
+            if let Some(item) = file.data(io, "") {
+                let item = item.map_err(|e| anyhow!("$DATA of {:?}: {e}", entry.name))?;
+                let attr = item
+                    .to_attribute()
+                    .map_err(|e| anyhow!("$DATA of {:?}: {e}", entry.name))?;
+                entry.size = attr.value_length();
+                let f = attr.flags();
+                entry.compressed |= f.contains(NtfsAttributeFlags::COMPRESSED);
+                entry.encrypted |= f.contains(NtfsAttributeFlags::ENCRYPTED);
+            }
+        }
+        Ok(entry)
+    }
+
+    fn lookup_inner(&self, path: &str) -> anyhow::Result<Option<Entry>> {
+        let mut io = self.io();
+        let Some((record, name)) = self.resolve(&mut io, path)? else {
+            return Ok(None);
+        };
+        let file = self
+            .ntfs
+            .file(&mut *io, record)
+            .map_err(|e| anyhow!("reading file record {record} for {path:?}: {e}"))?;
+        self.entry_of(&mut io, &file, name).map(Some)
+    }
+
+    fn read_dir_inner(&self, path: &str) -> anyhow::Result<Vec<Entry>> {
+        let mut io = self.io();
+        let Some((record, _)) = self.resolve(&mut io, path)? else {
+            bail!("{path:?}: no such directory");
+        };
+        let dir = self
+            .ntfs
+            .file(&mut *io, record)
+            .map_err(|e| anyhow!("reading file record {record}: {e}"))?;
+        if !dir.is_directory() {
+            bail!("{path:?} is not a directory");
+        }
+        let index = dir
+            .directory_index(&mut *io)
+            .map_err(|e| anyhow!("directory index of {path:?}: {e}"))?;
+        let mut entries = index.entries();
+        let mut out = Vec::new();
+        while let Some(e) = entries.next(&mut *io) {
+            let e = e.map_err(|e| anyhow!("listing {path:?}: {e}"))?;
+            let Some(key) = e.key() else { continue };
+            let key: NtfsFileName = key.map_err(|e| anyhow!("listing {path:?}: {e}"))?;
+            if key.namespace() == NtfsFileNamespace::Dos {
+                continue; // the 8.3 alias of a long name listed under its own name
+            }
+            let name = key.name().to_string_lossy();
+            if name == "." || name == ".." {
+                continue;
+            }
+            if out.len() >= MAX_DIR_ENTRIES {
+                bail!("{path:?} has more than {MAX_DIR_ENTRIES} entries");
+            }
+            let a = key.file_attributes();
+            out.push(Entry {
+                is_dir: key.is_directory(),
+                size: if key.is_directory() {
+                    0
+                } else {
+                    key.data_size()
+                },
+                compressed: a.contains(NtfsFileAttributeFlags::COMPRESSED),
+                encrypted: a.contains(NtfsFileAttributeFlags::ENCRYPTED),
+                name,
+            });
+        }
+        Ok(out)
+    }
+
+    fn open_inner_file(&self, path: &str) -> anyhow::Result<Arc<dyn ReadAt>> {
+        let mut io = self.io();
+        let Some((record, name)) = self.resolve(&mut io, path)? else {
+            bail!("{path:?}: no such file");
+        };
+        let file = self
+            .ntfs
+            .file(&mut *io, record)
+            .map_err(|e| anyhow!("reading file record {record} for {path:?}: {e}"))?;
+        let entry = self.entry_of(&mut io, &file, name)?;
+        if entry.is_dir {
+            bail!("{path:?} is a directory");
+        }
+        if entry.compressed {
+            bail!("{path:?} is NTFS-compressed: its on-disk bytes are not its content");
+        }
+        if entry.encrypted {
+            bail!("{path:?} is EFS-encrypted: its content cannot be read");
+        }
+        let Some(item) = file.data(&mut *io, "") else {
+            return Ok(Arc::new(Vec::<u8>::new()));
+        };
+        let item = item.map_err(|e| anyhow!("$DATA of {path:?}: {e}"))?;
+        let attr = item
+            .to_attribute()
+            .map_err(|e| anyhow!("$DATA of {path:?}: {e}"))?;
+        let value = attr
+            .value(&mut *io)
+            .map_err(|e| anyhow!("$DATA of {path:?}: {e}"))?;
+        let size = value.len();
+        match value {
+            NtfsAttributeValue::Resident(r) => Ok(Arc::new(r.data().to_vec())),
+            NtfsAttributeValue::NonResident(nr) => {
+                let mut runs = Vec::new();
+                let mut vcn_offset = 0u64;
+                for run in nr.data_runs() {
+                    let run = run.map_err(|e| anyhow!("data runs of {path:?}: {e}"))?;
+                    if runs.len() >= MAX_RUNS {
+                        bail!("{path:?} has more than {MAX_RUNS} data runs");
+                    }
+                    let len = run.allocated_size();
+                    runs.push(DataRun {
+                        offset: vcn_offset,
+                        len,
+                        position: run.data_position().value().map(|p| p.get()),
+                    });
+                    vcn_offset = vcn_offset
+                        .checked_add(len)
+                        .ok_or_else(|| anyhow!("data runs of {path:?} overflow"))?;
+                    if vcn_offset >= size {
+                        break;
+                    }
+                }
+                FileData::checked(self.volume.clone(), runs, size, path)
+            }
+            value @ NtfsAttributeValue::AttributeListNonResident(_) => {
+                let runs = map_by_seeking(value, &mut io, self.ntfs.cluster_size(), path)?;
+                FileData::checked(self.volume.clone(), runs, size, path)
+            }
+        }
+    }
+}
+
+/// Map a value spread over several attributes (an attribute list) by seeking through it one
+/// cluster at a time and asking where each cluster lies. Bounded by [`MAX_RUNS`] clusters.
+fn map_by_seeking(
+    mut value: NtfsAttributeValue<'_, '_>,
+    io: &mut Fuel<Cursor<BlockCache>>,
+    cluster: u32,
+    path: &str,
+) -> anyhow::Result<Vec<DataRun>> {
+    let size = value.len();
+    let cluster = u64::from(cluster.max(512));
+    if size / cluster > MAX_RUNS as u64 {
+        bail!("{path:?} spans more than {MAX_RUNS} clusters in an attribute list");
+    }
+    let mut runs: Vec<DataRun> = Vec::new();
+    let mut offset = 0u64;
+    while offset < size {
+        value
+            .seek(io, SeekFrom::Start(offset))
+            .map_err(|e| anyhow!("seeking in {path:?} at {offset}: {e}"))?;
+        let position = value.data_position().value().map(|p| p.get());
+        match runs.last_mut() {
+            Some(last)
+                if last.offset + last.len == offset
+                    && match (last.position, position) {
+                        (Some(a), Some(b)) => a + last.len == b,
+                        (None, None) => true,
+                        _ => false,
+                    } =>
+            {
+                last.len += cluster
+            }
+            _ => runs.push(DataRun {
+                offset,
+                len: cluster,
+                position,
+            }),
+        }
+        offset += cluster;
+    }
+    Ok(runs)
+}
+
+/// Run `f`, turning a panic inside the `ntfs` crate (hostile input it did not anticipate) into an
+/// error, so one bad guest cannot stop a scan.
+fn guard<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            Err(anyhow!(
+                "{what}: the NTFS reader failed on malformed data ({msg})"
+            ))
+        }
+    }
+}
+
+impl GuestFs for NtfsVolume {
+    fn lookup(&self, path: &str) -> anyhow::Result<Option<Entry>> {
+        guard("NTFS lookup", || self.lookup_inner(path)).with_context(|| format!("lookup {path:?}"))
+    }
+    fn read_dir(&self, path: &str) -> anyhow::Result<Vec<Entry>> {
+        guard("NTFS directory listing", || self.read_dir_inner(path))
+    }
+    fn open(&self, path: &str) -> anyhow::Result<Arc<dyn ReadAt>> {
+        guard("NTFS open", || self.open_inner_file(path))
+    }
+}
+
+/// One contiguous piece of a file: `len` bytes at file offset `offset`, stored at volume byte
+/// `position` (or sparse).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DataRun {
+    offset: u64,
+    len: u64,
+    position: Option<u64>,
+}
+
+/// A non-resident file's content, read cluster run by run from the volume.
+struct FileData {
+    volume: Arc<dyn ReadAt>,
+    runs: Vec<DataRun>,
+    size: u64,
+}
+
+impl FileData {
+    fn checked(
+        volume: Arc<dyn ReadAt>,
+        runs: Vec<DataRun>,
+        size: u64,
+        path: &str,
+    ) -> anyhow::Result<Arc<dyn ReadAt>> {
+        let mapped = runs.last().map(|r| r.offset + r.len).unwrap_or(0);
+        if mapped < size {
+            bail!("{path:?}: data runs cover {mapped} bytes of its {size}");
+        }
+        for r in &runs {
+            if let Some(p) = r.position {
+                let end = p.checked_add(r.len.min(size.saturating_sub(r.offset)));
+                if end.is_none_or(|e| e > volume.size()) {
+                    bail!(
+                        "{path:?}: a data run at volume byte {p} ({} bytes) lies outside the volume",
+                        r.len
+                    );
+                }
+            }
+        }
+        Ok(Arc::new(FileData { volume, runs, size }))
+    }
+}
+
+impl ReadAt for FileData {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.size) {
+            return Err(super::eof(offset, buf.len(), self.size));
+        }
+        let mut done = 0usize;
+        // First run that ends after `offset`.
+        let mut i = self.runs.partition_point(|r| r.offset + r.len <= offset);
+        while done < buf.len() {
+            let pos = offset + done as u64;
+            let run = self
+                .runs
+                .get(i)
+                .ok_or_else(|| super::eof(pos, 1, self.size))?;
+            let within = pos - run.offset;
+            let n = ((run.len - within) as usize).min(buf.len() - done);
+            let out = &mut buf[done..done + n];
+            match run.position {
+                Some(p) => self.volume.read_exact_at(out, p + within)?,
+                None => out.fill(0),
+            }
+            done += n;
+            i += 1;
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// Cached blocks by number, and their insertion order (oldest first, evicted first).
+type CacheState = (HashMap<u64, Arc<Vec<u8>>>, VecDeque<u64>);
+
+/// A bounded cache of aligned 4 KiB blocks of the volume, for the crate's metadata reads.
+pub struct BlockCache {
+    inner: Arc<dyn ReadAt>,
+    state: Mutex<CacheState>,
+}
+
+impl BlockCache {
+    pub fn new(inner: Arc<dyn ReadAt>) -> BlockCache {
+        BlockCache {
+            inner,
+            state: Mutex::new((HashMap::new(), VecDeque::new())),
+        }
+    }
+
+    fn block(&self, n: u64) -> io::Result<Arc<Vec<u8>>> {
+        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(b) = st.0.get(&n) {
+            return Ok(b.clone());
+        }
+        let start = n * BLOCK;
+        let len = BLOCK.min(self.inner.size().saturating_sub(start)) as usize;
+        let mut data = vec![0u8; len];
+        self.inner.read_exact_at(&mut data, start)?;
+        let data = Arc::new(data);
+        if st.1.len() >= CACHE_BLOCKS {
+            if let Some(old) = st.1.pop_front() {
+                st.0.remove(&old);
+            }
+        }
+        st.0.insert(n, data.clone());
+        st.1.push_back(n);
+        Ok(data)
+    }
+}
+
+impl ReadAt for BlockCache {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset.checked_add(buf.len() as u64);
+        if end.is_none_or(|e| e > self.inner.size()) {
+            return Err(super::eof(offset, buf.len(), self.inner.size()));
+        }
+        // Bulk reads (the 128 KiB upcase table) go straight through.
+        if buf.len() as u64 > 8 * BLOCK {
+            return self.inner.read_exact_at(buf, offset);
+        }
+        let mut done = 0usize;
+        while done < buf.len() {
+            let pos = offset + (done as u64);
+            let block = self.block(pos / BLOCK)?;
+            let within = (pos % BLOCK) as usize;
+            let avail = block.get(within..).unwrap_or(&[]);
+            if avail.is_empty() {
+                return Err(super::eof(pos, buf.len() - done, self.inner.size()));
+            }
+            let n = avail.len().min(buf.len() - done);
+            buf[done..done + n].copy_from_slice(&avail[..n]);
+            done += n;
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+}
+
+/// A `Read + Seek` stream with a read budget: once spent, reads fail.
+pub struct Fuel<S> {
+    inner: S,
+    bytes: u64,
+    reads: u64,
+}
+
+impl<S> Fuel<S> {
+    pub fn new(inner: S) -> Fuel<S> {
+        Fuel {
+            inner,
+            bytes: FUEL_BYTES,
+            reads: FUEL_READS,
+        }
+    }
+    /// Restore the full budget (at the start of each operation).
+    pub fn refuel(&mut self) {
+        self.bytes = FUEL_BYTES;
+        self.reads = FUEL_READS;
+    }
+}
+
+impl<S: Read> Read for Fuel<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.reads == 0 || self.bytes < buf.len() as u64 {
+            return Err(io::Error::other(
+                "NTFS structure walk exceeded its read budget (looping or oversized metadata)",
+            ));
+        }
+        self.reads -= 1;
+        let n = self.inner.read(buf)?;
+        self.bytes -= n as u64;
+        Ok(n)
+    }
+}
+
+impl<S: Seek> Seek for Fuel<S> {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.inner.seek(pos)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_data_maps_runs_and_sparse_holes() {
+        let vol: Vec<u8> = (0..=255u8).cycle().take(64 * 1024).collect();
+        let vol: Arc<dyn ReadAt> = Arc::new(vol);
+        let runs = vec![
+            DataRun {
+                offset: 0,
+                len: 4096,
+                position: Some(8192),
+            },
+            DataRun {
+                offset: 4096,
+                len: 4096,
+                position: None,
+            },
+            DataRun {
+                offset: 8192,
+                len: 4096,
+                position: Some(100),
+            },
+        ];
+        let f = FileData::checked(vol.clone(), runs.clone(), 10_000, "f").unwrap();
+        let mut b = vec![0u8; 10_000];
+        f.read_exact_at(&mut b, 0).unwrap();
+        let mut want = vec![0u8; 10_000];
+        vol.read_exact_at(&mut want[..4096], 8192).unwrap();
+        vol.read_exact_at(&mut want[8192..], 100).unwrap();
+        assert_eq!(b, want);
+        assert!(f.read_exact_at(&mut [0u8; 2], 9_999).is_err());
+        // Runs that do not cover the size, or point outside the volume, are refused.
+        assert!(FileData::checked(vol.clone(), runs[..2].to_vec(), 10_000, "f").is_err());
+        let outside = vec![DataRun {
+            offset: 0,
+            len: 4096,
+            position: Some(63 * 1024),
+        }];
+        assert!(FileData::checked(vol, outside, 4096, "f").is_err());
+    }
+
+    #[test]
+    fn fuel_runs_out() {
+        let mut f = Fuel::new(std::io::Cursor::new(vec![0u8; 16]));
+        f.reads = 2;
+        let mut b = [0u8; 4];
+        f.read_exact(&mut b).unwrap();
+        f.read_exact(&mut b).unwrap();
+        assert!(f.read(&mut b).is_err());
+        f.refuel();
+        assert!(f.read(&mut b).is_ok());
+    }
+
+    #[test]
+    fn garbage_is_not_an_ntfs_volume() {
+        let mut d = vec![0u8; 1 << 20];
+        d[3..11].copy_from_slice(b"NTFS    ");
+        assert!(NtfsVolume::open(Arc::new(d)).is_err());
+    }
+}
