@@ -7,8 +7,13 @@
 //! parser, not a slow harness.
 
 use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use crate::domain::MachineFamily;
+use crate::guestfs::{Entry, GuestFs};
 use crate::hive::{Hive, Key};
 use crate::image::ReadAt;
 
@@ -60,6 +65,25 @@ pub fn hive_lookups(primary: &[u8], log1: Option<&[u8]>) {
         visit_matching(&hive, &pci, "ven_1af4");
     }
     walk(&hive);
+    // The verdict itself, with this hive as SYSTEM and as SOFTWARE, over an empty volume.
+    let assessment =
+        crate::verdict::assess_hives(&NoFiles, "Windows", &hive, &hive, MachineFamily::Q35, &[]);
+    let _ = assessment.lines();
+}
+
+/// A [`GuestFs`] without files (the verdict looks driver files up; none are there).
+struct NoFiles;
+
+impl GuestFs for NoFiles {
+    fn lookup(&self, _path: &str) -> anyhow::Result<Option<Entry>> {
+        Ok(None)
+    }
+    fn read_dir(&self, _path: &str) -> anyhow::Result<Vec<Entry>> {
+        Ok(Vec::new())
+    }
+    fn open(&self, path: &str) -> anyhow::Result<Arc<dyn ReadAt>> {
+        anyhow::bail!("no file {path}")
+    }
 }
 
 /// Read the values of the subkeys of `key` whose names start with `prefix` (any case).
@@ -161,4 +185,203 @@ pub fn domain_plan(xml: &str) {
 /// [`domain_plan`] over bytes (the fuzz targets' input): invalid UTF-8 is decoded lossily.
 pub fn domain_plan_bytes(data: &[u8]) {
     domain_plan(&String::from_utf8_lossy(data));
+}
+
+/// Size of the fixed raw backing file [`qcow2_read`] gives every image (64 KiB of a pattern).
+const QCOW2_BACKING_LEN: usize = 64 << 10;
+/// Most guest reads [`qcow2_read`] makes.
+const QCOW2_READS: u64 = 48;
+
+/// A per-call scratch directory under the system temporary directory, removed on drop (the qcow2
+/// reader opens host files by path).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> io::Result<Scratch> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "virtio-migrate-fuzz-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The qcow2 reader over a fuzzed image file: header, extensions and checks, then reads of the
+/// virtual disk (the first sectors, each cluster boundary of the first clusters, the end, and
+/// points spread over the disk) through the L1/L2 tables, compressed clusters, subclusters and
+/// a fixed 64 KiB raw backing file (`backing.raw` beside the image, attached whatever name the
+/// header holds).
+pub fn qcow2_read(data: &[u8]) {
+    use crate::image::qcow2::Qcow2Image;
+    use crate::image::IoStats;
+    let Ok(scratch) = Scratch::new() else {
+        return;
+    };
+    let image_path = scratch.path().join("image.qcow2");
+    let backing: Vec<u8> = (0..QCOW2_BACKING_LEN).map(|i| (i % 251) as u8).collect();
+    if std::fs::write(&image_path, data).is_err()
+        || std::fs::write(scratch.path().join("backing.raw"), &backing).is_err()
+    {
+        return;
+    }
+    let stats = IoStats::new();
+    let Ok(image) = Qcow2Image::open(&image_path, &stats) else {
+        return;
+    };
+    let header = image.header();
+    let cluster = header.cluster_size();
+    let _ = format!("{header:?}");
+    let disk = image.with_backing(Arc::new(backing));
+    let size = disk.size();
+    let mut offsets = vec![0, 512, cluster.saturating_sub(512), cluster];
+    offsets.extend((1..8).map(|i| i * cluster - 256));
+    offsets.push(size.saturating_sub(4096));
+    offsets.extend((1..=QCOW2_READS).map(|i| size / QCOW2_READS * i));
+    let mut buf = vec![0u8; 4096];
+    for offset in offsets.into_iter().take(QCOW2_READS as usize) {
+        let len = (size.saturating_sub(offset)).min(buf.len() as u64) as usize;
+        if let Some(part) = buf.get_mut(..len) {
+            let _ = disk.read_exact_at(part, offset);
+        }
+    }
+}
+
+/// A volume of `size` bytes: `head` from offset 0, then `base` after the end of `head`, then
+/// zeros (the fuzz inputs keep only the bytes that matter).
+struct Overlaid {
+    base: Arc<Vec<u8>>,
+    head: Vec<u8>,
+    size: u64,
+}
+
+impl Overlaid {
+    /// Copy the bytes of `layer` that fall in `[offset, offset + buf.len())` into `buf`.
+    fn copy(layer: &[u8], buf: &mut [u8], offset: u64) {
+        let have = layer.len() as u64;
+        if offset >= have {
+            return;
+        }
+        let from = offset as usize;
+        let to = (offset + buf.len() as u64).min(have) as usize;
+        if let (Some(dst), Some(src)) = (buf.get_mut(..to - from), layer.get(from..to)) {
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+impl ReadAt for Overlaid {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"));
+        }
+        buf.fill(0);
+        Overlaid::copy(&self.base, buf, offset);
+        Overlaid::copy(&self.head, buf, offset);
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// The partition table reader over a fuzzed disk (MBR with its extended chain, GPT with 512- and
+/// 4096-byte sectors and its backup, bare file systems), then the first sector of each partition
+/// it reports, read through a window as the inspection does.
+pub fn partitions(data: &[u8]) {
+    use crate::image::partition::{fs_kind_of_boot_sector, read_partition_table};
+    use crate::image::Window;
+    let disk: Arc<dyn ReadAt> = Arc::new(data.to_vec());
+    let table = read_partition_table(&*disk);
+    let _ = (table.is_dynamic(), format!("{table:?}"));
+    for partition in table.partitions.iter().take(256) {
+        let Ok(window) = Window::new(disk.clone(), partition.start, partition.length) else {
+            continue;
+        };
+        let mut sector = [0u8; 512];
+        if window.read_exact_at(&mut sector, 0).is_ok() {
+            let _ = fs_kind_of_boot_sector(&sector);
+        }
+    }
+}
+
+/// Largest volume [`ntfs_root`] presents (the boot sector states the size; zeros fill it).
+const NTFS_MAX_VOLUME: u64 = 64 << 20;
+
+/// An NTFS volume from a fuzzed image of its first bytes, zero-extended to the size its boot
+/// sector states (at most 64 MiB); see [`ntfs_volume`] for what is done with it.
+pub fn ntfs_root(data: &[u8]) {
+    let stated = data
+        .get(0x28..0x30)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .unwrap_or(0);
+    let sector = data
+        .get(0x0B..0x0D)
+        .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
+        .unwrap_or(0);
+    let size = stated
+        .saturating_add(1)
+        .saturating_mul(sector)
+        .clamp(data.len() as u64, NTFS_MAX_VOLUME.max(data.len() as u64));
+    ntfs_volume(Arc::new(Overlaid {
+        base: Arc::new(Vec::new()),
+        head: data.to_vec(),
+        size,
+    }));
+}
+
+/// An NTFS volume made of `base` (a whole volume) with its first bytes replaced by `head` (the
+/// fuzz input: boot sector and `$MFT` records, while the upcase table, index blocks and file
+/// data stay those of `base`); see [`ntfs_volume`].
+pub fn ntfs_root_over(base: Arc<Vec<u8>>, head: &[u8]) {
+    let size = (base.len().max(head.len())) as u64;
+    ntfs_volume(Arc::new(Overlaid {
+        base,
+        head: head.to_vec(),
+        size,
+    }));
+}
+
+/// Decompress a gzip file held in memory (at most 64 MiB out): the fuzz targets' fixed bases.
+pub fn gunzip(gz: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let _ = flate2::read::GzDecoder::new(gz)
+        .take(NTFS_MAX_VOLUME)
+        .read_to_end(&mut out);
+    out
+}
+
+/// Open the NTFS volume (upcase table, `$Volume`), list its root, look for a hibernation file,
+/// find the Windows system root, inspect it (driver files) and run the verdict over the hives
+/// it holds (read through the volume's data runs).
+fn ntfs_volume(volume: Arc<dyn ReadAt>) {
+    use crate::image::ntfs::NtfsVolume;
+    use crate::image::windows_root::{find_system_root, hibernation, inspect_root};
+    let Ok(fs) = NtfsVolume::open(volume) else {
+        return;
+    };
+    let _ = format!("{:?}", fs.facts());
+    let _ = fs.read_dir("");
+    let _ = hibernation(&fs);
+    let Ok(Some(root)) = find_system_root(&fs) else {
+        return;
+    };
+    let _ = format!("{:?}", inspect_root(&fs, &root));
+    let assessment = crate::verdict::assess(&fs, &root, MachineFamily::I440fx, &[]);
+    let _ = assessment.lines();
 }

@@ -66,6 +66,32 @@ fn hive_log_corpus() {
 }
 
 #[test]
+fn qcow2_corpus() {
+    replay("qcow2", 6, fuzzing::qcow2_read);
+}
+
+#[test]
+fn partitions_corpus() {
+    replay("partitions", 3, fuzzing::partitions);
+}
+
+/// The fixed NTFS volume the `ntfs` target lays its input over.
+fn ntfs_base() -> std::sync::Arc<Vec<u8>> {
+    let gz = std::fs::read(Path::new(FUZZ).join("seeds/ntfs.img.gz")).unwrap();
+    std::sync::Arc::new(fuzzing::gunzip(&gz))
+}
+
+#[test]
+fn ntfs_corpus() {
+    let base = ntfs_base();
+    replay("ntfs", 1, |data| {
+        fuzzing::ntfs_root_over(base.clone(), data)
+    });
+    // The same inputs as volumes of their own (zero-extended).
+    replay("ntfs", 1, fuzzing::ntfs_root);
+}
+
+#[test]
 fn domain_corpus() {
     replay("domain", 5, fuzzing::domain_plan_bytes);
 }
@@ -119,4 +145,40 @@ fn hive_seed_has_the_verdict_keys() {
         .map(|(_, v)| v.value_type())
         .collect();
     assert_eq!(types, (0..=8).chain([11]).collect());
+}
+
+/// The NTFS base volume holds the Windows tree the `ntfs` target is about, and its first bytes
+/// (the seed) are the base's own.
+#[test]
+fn ntfs_seed_reaches_the_windows_root() {
+    use virtio_migrate::guestfs::GuestFs;
+    use virtio_migrate::image::ntfs::NtfsVolume;
+    use virtio_migrate::image::windows_root::find_system_root;
+    let base = ntfs_base();
+    assert_eq!(base.len(), 2 << 20);
+    let head = std::fs::read(Path::new(FUZZ).join("corpus/ntfs/ntfs-head.img")).unwrap();
+    assert_eq!(base.get(..head.len()), Some(head.as_slice()));
+    let fs = NtfsVolume::open(base).unwrap();
+    assert_eq!(find_system_root(&fs).unwrap().as_deref(), Some("Windows"));
+    let system = fs
+        .lookup("Windows/System32/config/SYSTEM")
+        .unwrap()
+        .unwrap();
+    assert_eq!(system.size, 12288);
+}
+
+/// Every qcow2 seed opens (the target starts past the header checks).
+#[test]
+fn qcow2_seeds_open() {
+    use virtio_migrate::image::qcow2::Qcow2Image;
+    use virtio_migrate::image::IoStats;
+    let dir = Path::new(FUZZ).join("seeds/qcow2");
+    let mut count = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        Qcow2Image::open(&path, &IoStats::new())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        count += 1;
+    }
+    assert!(count >= 6);
 }
