@@ -166,7 +166,7 @@ pub fn inspect_guest(
         .with_context(|| format!("reading the definition of {domain}"))?;
     let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
     Ok(Some(crate::guest::assess_domain(
-        &facts,
+        &crate::host::with_volume_paths(conn, &facts),
         crate::guest::Budget::default(),
     )))
 }
