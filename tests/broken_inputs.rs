@@ -805,3 +805,180 @@ fn inspect_random_bytes_as_qcow2_and_raw() {
     let out = inspect(&path, "raw");
     assert!(out.code == 0 || out.code == 1, "{}", out.all());
 }
+
+// ---- Registry hives inside a Windows volume ---------------------------------------------------
+
+/// Where the hive files of the fuzz seed volume (fuzz/seeds/ntfs.img.gz: a dirty SYSTEM with its
+/// LOG1, a clean SOFTWARE) lie in it.
+struct Hives {
+    volume: PathBuf,
+    system: u64,
+    log1: u64,
+    software: u64,
+}
+
+/// The seed NTFS volume decompressed into `dir`, with its hive files located by their base blocks
+/// (file type 6 is the log; the primary with unequal sequence numbers is the dirty SYSTEM).
+fn hive_volume(dir: &Path) -> Hives {
+    use std::io::Read;
+    let gz = std::fs::File::open(PathBuf::from(ROOT).join("fuzz/seeds/ntfs.img.gz")).unwrap();
+    let mut data = Vec::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_end(&mut data)
+        .unwrap();
+    let le32 = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+    let (mut system, mut log1, mut software) = (None, None, None);
+    for at in (0..data.len()).step_by(512) {
+        if &data[at..at + 4] != b"regf" {
+            continue;
+        }
+        if le32(at + 28) == 6 {
+            log1 = Some(at as u64);
+        } else if le32(at + 4) != le32(at + 8) {
+            system = Some(at as u64);
+        } else {
+            software = Some(at as u64);
+        }
+    }
+    let volume = dir.join("windows.raw");
+    std::fs::write(&volume, &data).unwrap();
+    Hives {
+        volume,
+        system: system.unwrap(),
+        log1: log1.unwrap(),
+        software: software.unwrap(),
+    }
+}
+
+/// Recompute the checksum of the base block at `at` of the file at `path`.
+fn fix_checksum(path: &Path, at: u64) {
+    let data = std::fs::read(path).unwrap();
+    let base = &data[at as usize..at as usize + 508];
+    let sum = base.chunks_exact(4).fold(0u32, |acc, w| {
+        acc ^ u32::from_le_bytes(w.try_into().unwrap())
+    });
+    patch(path, at + 508, &sum.to_le_bytes());
+}
+
+fn le32_at(path: &Path, at: u64) -> u32 {
+    let data = std::fs::read(path).unwrap();
+    u32::from_le_bytes(data[at as usize..at as usize + 4].try_into().unwrap())
+}
+
+/// The offset in the volume of the root key node cell (its size field) of the hive at `hive`.
+fn root_cell(path: &Path, hive: u64) -> u64 {
+    hive + 4096 + u64::from(le32_at(path, hive + 36))
+}
+
+/// Inspect the volume; the verdict must be reached and the output must name the problem.
+fn assert_hive_problem(hives: &Hives, needles: &[&str]) {
+    let out = inspect(&hives.volume, "raw");
+    assert!(out.code == 0 || out.code == 1, "{}", out.all());
+    assert!(out.stdout.contains("verdict"), "{}", out.all());
+    assert_reported(&out, needles);
+}
+
+#[test]
+fn seed_volume_verdict_replays_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    let out = inspect(&hives.volume, "raw");
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("replayed LOG1"), "{}", out.all());
+}
+
+#[test]
+fn hive_with_a_bad_checksum_and_no_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    patch(&hives.volume, hives.software + 508, &[1, 2, 3, 4]);
+    assert_hive_problem(&hives, &["SOFTWARE", "checksum"]);
+}
+
+#[test]
+fn log_with_a_bad_checksum() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    patch(&hives.volume, hives.log1 + 508, &[1, 2, 3, 4]);
+    assert_hive_problem(&hives, &["LOG1", "checksum"]);
+}
+
+#[test]
+fn log_with_a_damaged_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    // The first HvLE entry's data: its hash no longer matches.
+    patch(&hives.volume, hives.log1 + 512 + 100, &[0x55; 16]);
+    assert_hive_problem(&hives, &["LOG1", "no valid log entry"]);
+}
+
+#[test]
+fn hive_with_truncated_bins() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    patch(
+        &hives.volume,
+        hives.software + 40,
+        &0x0100_0000u32.to_le_bytes(),
+    );
+    fix_checksum(&hives.volume, hives.software);
+    assert_hive_problem(&hives, &["SOFTWARE", "truncated hive"]);
+}
+
+#[test]
+fn hive_with_a_cyclic_subkey_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    // The root's subkey list becomes an index root whose first element is the list itself.
+    let root = root_cell(&hives.volume, hives.software);
+    let list = le32_at(&hives.volume, root + 4 + 28);
+    let list_at = hives.software + 4096 + u64::from(list);
+    patch(&hives.volume, list_at + 4, b"ri");
+    patch(&hives.volume, list_at + 8, &list.to_le_bytes());
+    assert_hive_problem(&hives, &["SOFTWARE", "cycle"]);
+}
+
+#[test]
+fn hive_with_a_bad_root_key_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    let root = root_cell(&hives.volume, hives.software);
+    patch(&hives.volume, root + 4, b"xx");
+    assert_hive_problem(&hives, &["SOFTWARE", "signature is not \"nk\""]);
+}
+
+#[test]
+fn hive_with_an_absurd_key_name_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    let root = root_cell(&hives.volume, hives.software);
+    patch(&hives.volume, root + 4 + 72, &u16::MAX.to_le_bytes());
+    assert_hive_problem(&hives, &["SOFTWARE", "does not fit"]);
+}
+
+#[test]
+fn hive_with_a_cell_reaching_past_the_bins() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    let root = root_cell(&hives.volume, hives.software);
+    patch(&hives.volume, root, &(-0x0100_0000i32).to_le_bytes());
+    assert_hive_problem(&hives, &["SOFTWARE", "reaches past"]);
+}
+
+#[test]
+fn hive_with_an_absurd_value_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    // Select\Current in SYSTEM: its value cell claims 2 GiB of data (in the primary and in the
+    // log's copy of the page, whichever the reader ends up using).
+    let data = std::fs::read(&hives.volume).unwrap();
+    let cells: Vec<u64> = (0..data.len() - 32)
+        .filter(|&at| &data[at..at + 4] == b"vk\x07\x00" && &data[at + 20..at + 27] == b"Current")
+        .map(|at| at as u64)
+        .collect();
+    assert!(!cells.is_empty(), "no Current value cell");
+    for vk in cells {
+        patch(&hives.volume, vk + 4, &0x7FFF_FFF0u32.to_le_bytes());
+    }
+    assert_hive_problem(&hives, &["data size"]);
+}

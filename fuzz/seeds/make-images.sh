@@ -6,9 +6,9 @@
 #                    compressed clusters, zero clusters, extended L2, a backing file named
 #                    backing.raw (the name the qcow2 target's fixed backing file has)
 #   partitions/*     small raw disks: MBR with an extended chain, GPT, a bare NTFS boot sector
-#   ntfs.img.gz      a 2 MiB NTFS volume holding Windows/System32/config/{SYSTEM,SOFTWARE} (the
-#                    seed hive), a driver file and a hibernation file: the base the ntfs target
-#                    lays its input over
+#   ntfs.img.gz      a 2 MiB NTFS volume holding Windows/System32/config/SYSTEM (the dirty seed
+#                    hive) with its SYSTEM.LOG1, SOFTWARE (the clean seed hive), a driver file and
+#                    a hibernation file: the base the ntfs target lays its input over
 #   ntfs-head.img    its first 88 KiB (boot sector and $MFT): the ntfs target's seed
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -51,7 +51,8 @@ truncate -s 2M ntfs.img
 mkntfs -F -f -q -s 512 -c 512 -p 0 -H 0 -S 0 -L fuzz ntfs.img
 ntfs-3g ntfs.img "$mnt"
 mkdir -p "$mnt/Windows/System32/config" "$mnt/Windows/System32/drivers"
-cp "$here/system.hive" "$mnt/Windows/System32/config/SYSTEM"
+cp "$here/system-dirty.hive" "$mnt/Windows/System32/config/SYSTEM"
+cp "$here/system-dirty.hive.LOG1" "$mnt/Windows/System32/config/SYSTEM.LOG1"
 cp "$here/system.hive" "$mnt/Windows/System32/config/SOFTWARE"
 printf 'MZ stand-in driver' > "$mnt/Windows/System32/drivers/viostor.sys"
 printf 'hibr' > "$mnt/hiberfil.sys"
