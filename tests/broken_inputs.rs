@@ -982,3 +982,13 @@ fn hive_with_an_absurd_value_size() {
     }
     assert_hive_problem(&hives, &["data size"]);
 }
+
+#[test]
+fn dirty_hive_with_a_bad_checksum_is_recovered_from_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    patch(&hives.volume, hives.system + 508, &[1, 2, 3, 4]);
+    let out = inspect(&hives.volume, "raw");
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(out.stdout.contains("replayed LOG1"), "{}", out.all());
+}
