@@ -10,7 +10,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use crate::domain::MachineFamily;
 use crate::guestfs::{Entry, GuestFs};
@@ -229,10 +229,18 @@ pub fn qcow2_read(data: &[u8]) {
     let Ok(scratch) = Scratch::new() else {
         return;
     };
+    static BACKING: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    let backing =
+        BACKING.get_or_init(|| Arc::new((0..QCOW2_BACKING_LEN).map(|i| (i % 251) as u8).collect()));
     let image_path = scratch.path().join("image.qcow2");
-    let backing: Vec<u8> = (0..QCOW2_BACKING_LEN).map(|i| (i % 251) as u8).collect();
-    if std::fs::write(&image_path, data).is_err()
-        || std::fs::write(scratch.path().join("backing.raw"), &backing).is_err()
+    if std::fs::write(&image_path, data).is_err() {
+        return;
+    }
+    // An external data file named `backing.raw` resolves too (written only when the header
+    // asks for a data file: most inputs do not).
+    let incompatible = data.get(72..80).map_or(0, |b| b[7]);
+    if incompatible & (crate::image::qcow2::INCOMPAT_DATA_FILE as u8) != 0
+        && std::fs::write(scratch.path().join("backing.raw"), backing.as_slice()).is_err()
     {
         return;
     }
@@ -243,7 +251,7 @@ pub fn qcow2_read(data: &[u8]) {
     let header = image.header();
     let cluster = header.cluster_size();
     let _ = format!("{header:?}");
-    let disk = image.with_backing(Arc::new(backing));
+    let disk = image.with_backing(backing.clone());
     let size = disk.size();
     let mut offsets = vec![0, 512, cluster.saturating_sub(512), cluster];
     offsets.extend((1..8).map(|i| i * cluster - 256));
