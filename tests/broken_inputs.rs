@@ -992,3 +992,51 @@ fn dirty_hive_with_a_bad_checksum_is_recovered_from_its_log() {
     assert_eq!(out.code, 0, "{}", out.all());
     assert!(out.stdout.contains("replayed LOG1"), "{}", out.all());
 }
+
+#[test]
+fn ntfs_index_cycle() {
+    // The root directory's index block (VCN 0) is made a node whose end entry points to a
+    // subnode at VCN 0: itself. A walk of the root never ends unless it is bounded.
+    let dir = tempfile::tempdir().unwrap();
+    let hives = hive_volume(dir.path());
+    let path = hives.volume;
+    let data = std::fs::read(&path).unwrap();
+    let le = |at: usize, n: usize| -> u64 {
+        let mut v = 0u64;
+        for i in (0..n).rev() {
+            v = (v << 8) | u64::from(data[at + i]);
+        }
+        v
+    };
+    // The INDX block at VCN 0 that lists "Windows" (the root directory's).
+    let windows: Vec<u8> = "Windows"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let block = (0..data.len() - 4096)
+        .step_by(512)
+        .find(|&at| {
+            &data[at..at + 4] == b"INDX"
+                && le(at + 16, 8) == 0
+                && data[at..at + 4096]
+                    .windows(windows.len())
+                    .any(|w| w == windows)
+        })
+        .expect("the root directory's index block") as u64;
+    let header = block + 0x18;
+    let first = header + le(header as usize, 4);
+    // Walk to the end entry (flag 2).
+    let mut entry = first;
+    while le(entry as usize + 12, 2) & 2 == 0 {
+        entry += le(entry as usize + 8, 2);
+    }
+    let used = le(header as usize + 4, 4);
+    patch(&path, header + 4, &(used as u32 + 8).to_le_bytes());
+    patch(&path, header + 12, &[1]);
+    patch(&path, entry + 8, &24u16.to_le_bytes());
+    patch(&path, entry + 12, &3u16.to_le_bytes());
+    patch(&path, entry + 16, &0u64.to_le_bytes());
+    let out = inspect(&path, "raw");
+    assert_ntfs_problem(&out, &["entries"]);
+    assert!(out.stdout.contains("unknown"), "{}", out.all());
+}
