@@ -571,9 +571,9 @@ fn qcow2_network_backing_is_refused() {
 // ---- MBR and GPT -----------------------------------------------------------------------------
 
 /// The small partitioned disks the partition fuzz target starts from (made by sfdisk, see
-/// fuzz/seeds/make-images.sh).
+/// fuzz/seeds/make-images.sh, kept in fuzz/corpus/partitions/seed-*).
 fn seed_disk(dir: &Path, name: &str) -> PathBuf {
-    copy_fixture(dir, &format!("fuzz/seeds/partitions/{name}"), name)
+    copy_fixture(dir, &format!("fuzz/corpus/partitions/seed-{name}"), name)
 }
 
 /// MBR entry `n` (0-based) of the disk at `path`: set its start LBA and sector count.

@@ -156,7 +156,7 @@ fn ntfs_seed_reaches_the_windows_root() {
     use virtio_migrate::image::windows_root::find_system_root;
     let base = ntfs_base();
     assert_eq!(base.len(), 2 << 20);
-    let head = std::fs::read(Path::new(FUZZ).join("corpus/ntfs/ntfs-head.img")).unwrap();
+    let head = std::fs::read(Path::new(FUZZ).join("corpus/ntfs/seed-ntfs-head.img")).unwrap();
     assert_eq!(base.get(..head.len()), Some(head.as_slice()));
     let fs = NtfsVolume::open(base).unwrap();
     assert_eq!(find_system_root(&fs).unwrap().as_deref(), Some("Windows"));
@@ -167,18 +167,22 @@ fn ntfs_seed_reaches_the_windows_root() {
     assert_eq!(system.size, 12288);
 }
 
-/// Every qcow2 seed opens (the target starts past the header checks).
+/// Every qcow2 seed (made by fuzz/seeds/make-images.sh) and fixture copy in the corpus opens (the target starts past the header checks).
 #[test]
 fn qcow2_seeds_open() {
     use virtio_migrate::image::qcow2::Qcow2Image;
     use virtio_migrate::image::IoStats;
-    let dir = Path::new(FUZZ).join("seeds/qcow2");
+    let dir = Path::new(FUZZ).join("corpus/qcow2");
     let mut count = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with("seed-") && !name.starts_with("fixture-") {
+            continue;
+        }
         Qcow2Image::open(&path, &IoStats::new())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         count += 1;
     }
-    assert!(count >= 6);
+    assert!(count >= 8);
 }

@@ -17,7 +17,7 @@ mnt=$work/mnt
 cleanup() { umount "$mnt" 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 cd "$work"
-mkdir -p qcow2 partitions "$mnt"
+mkdir -p qcow2 partitions "$mnt" "$here/../corpus/qcow2" "$here/../corpus/partitions" "$here/../corpus/ntfs"
 
 # ---- qcow2 ----
 write() { qemu-io -f qcow2 -c "$2" "$1" >/dev/null; }
