@@ -52,6 +52,10 @@ pub enum ColorChoice {
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
     Scan(ScanArgs),
+    /// Convert a domain to virtio: back up, shut down, define, cold start, verify, roll back on failure
+    Convert(crate::lifecycle::cli::ConvertArgs),
+    /// Restore a backed-up domain definition, or list the backups
+    Rollback(crate::lifecycle::cli::RollbackArgs),
 }
 
 #[derive(Debug, Args)]
@@ -95,5 +99,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Command::Convert(args) => crate::lifecycle::cli::run_convert(&cli.global, &args),
+        Command::Rollback(args) => crate::lifecycle::cli::run_rollback(&cli.global, &args),
     }
 }

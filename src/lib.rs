@@ -11,3 +11,4 @@
 pub mod cli;
 pub mod guestfs;
 pub mod image;
+pub mod lifecycle;
