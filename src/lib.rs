@@ -9,6 +9,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod domain;
 pub mod guestfs;
 pub mod image;
 pub mod lifecycle;
