@@ -764,6 +764,22 @@ pub fn execute(
              --domain {name} --backup {backup_id}; to finish: virtio-migrate convert --domain {name} --resume"
         )));
     }
+    if let Some(e) = &report.lost_contact {
+        record(
+            &mut journal,
+            Step::Interrupted,
+            format!("lost contact with libvirt during verification: {e}"),
+        )?;
+        return Err(LifecycleError::Failed {
+            step: "verify",
+            message: format!("cannot read the state of {name}: {e}"),
+            state: format!(
+                "the NEW definition is in place and was started, its state is unknown. Check it \
+                 (virsh domstate {name}); undo: virtio-migrate rollback --domain {name} --backup {backup_id}; \
+                 finish: virtio-migrate convert --domain {name} --resume"
+            ),
+        });
+    }
     if !report.passed {
         let reason = report.failures.join("; ");
         return roll_back_now(dom, &current, reason, &mut journal, &mut tl, r)

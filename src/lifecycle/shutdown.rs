@@ -60,9 +60,15 @@ pub enum ShutdownResult {
     Interrupted,
 }
 
-/// Whether the domain is shut off (or gone).
+/// Whether the domain is shut off. A state libvirt could not report (the daemon went away,
+/// the domain vanished) is an error, never "off".
 pub fn is_off(dom: &Domain) -> Result<bool, virt::error::Error> {
-    Ok(matches!(dom.state()?.0, Enum::Known(DomainState::Shutoff)))
+    match dom.state()?.0 {
+        Enum::Known(DomainState::Shutoff) => Ok(true),
+        Enum::Known(_) => Ok(false),
+        // virt 0.5 swallows virDomainGetState's error and reports state -1.
+        Enum::Unknown(_) => Err(virt::error::Error::last_error()),
+    }
 }
 
 /// A short word for the domain's state.

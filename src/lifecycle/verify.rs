@@ -35,6 +35,8 @@ pub struct VerifyReport {
     pub agent_answered: Option<bool>,
     /// The operator interrupted verification.
     pub interrupted: bool,
+    /// libvirt could not report the domain's state (daemon gone?): nothing is known.
+    pub lost_contact: Option<String>,
     pub observed_secs: f64,
 }
 
@@ -92,9 +94,14 @@ pub fn verify(
     let mut last_ping: Option<Instant> = None;
     let mut last_agent_error = String::new();
     let mut interrupted = false;
+    let mut lost_contact = None;
     while start.elapsed() < time {
         if interrupt.load(Ordering::SeqCst) {
             interrupted = true;
+            break;
+        }
+        if matches!(dom.state(), Ok((Enum::Unknown(_), _)) | Err(_)) {
+            lost_contact = Some(virt::error::Error::last_error().to_string());
             break;
         }
         if let Some(bad) = describe_bad_state(dom, first_id) {
@@ -120,7 +127,11 @@ pub fn verify(
         );
         std::thread::sleep(Duration::from_millis(250));
     }
-    if failures.is_empty() && !interrupted && agent_answered == Some(false) {
+    if failures.is_empty()
+        && !interrupted
+        && lost_contact.is_none()
+        && agent_answered == Some(false)
+    {
         failures.push(format!(
             "the guest has a guest agent channel but the agent did not answer guest-ping within {}s{}",
             time.as_secs(),
@@ -131,11 +142,13 @@ pub fn verify(
             }
         ));
     }
-    let passed = failures.is_empty() && !interrupted;
+    let passed = failures.is_empty() && !interrupted && lost_contact.is_none();
     wait.finish(&if passed {
         format!("verified: running for {}s", time.as_secs())
     } else if interrupted {
         "verification interrupted".to_string()
+    } else if let Some(e) = &lost_contact {
+        format!("verification stopped: cannot read the domain state: {e}")
     } else {
         format!("verification failed: {}", failures.join("; "))
     });
@@ -144,6 +157,7 @@ pub fn verify(
         failures,
         agent_answered,
         interrupted,
+        lost_contact,
         observed_secs: start.elapsed().as_secs_f64(),
     }
 }
