@@ -363,7 +363,7 @@ fn concurrent_convert_is_refused_and_ctrl_c_leaves_the_definition_untouched() {
     let original = guest.inactive_xml();
     let def = new_definition(&guest);
     let state = state_dir(&guest);
-    let mut first = tool()
+    let first = tool()
         .args([
             "convert",
             "--domain",
