@@ -192,13 +192,13 @@ impl Outcome {
             .iter()
             .filter(|t| !t.guest_wait)
             .map(|t| t.secs)
-            .sum();
+            .fold(0.0, |a, b| a + b);
         let guest: f64 = self
             .steps
             .iter()
             .filter(|t| t.guest_wait)
             .map(|t| t.secs)
-            .sum();
+            .fold(0.0, |a, b| a + b);
         s.push_str("\nsteps:");
         for t in &self.steps {
             s.push_str(&format!(

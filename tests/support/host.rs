@@ -381,6 +381,29 @@ impl<'h> TestGuest<'h> {
         }
     }
 
+    /// Wait until a boot after `mark` is ready and satisfies `pred`; panics on timeout.
+    pub fn wait_boot_where(
+        &self,
+        mark: SerialMark,
+        timeout: Duration,
+        pred: impl Fn(&BootReport) -> bool,
+    ) -> BootReport {
+        let start = Instant::now();
+        loop {
+            let boots = self.boots_since(mark);
+            if let Some(b) = boots.iter().find(|b| b.ready && pred(b)) {
+                return b.clone();
+            }
+            if start.elapsed() > timeout {
+                panic!(
+                    "{}: no matching ready boot within {timeout:?}; seen: {boots:?}",
+                    self.name
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     /// The persistent definition as the tool reads it.
     pub fn inactive_xml(&self) -> String {
         self.domain()
