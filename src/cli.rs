@@ -1,6 +1,6 @@
 //! The command line: clap definitions, global options, dispatch and exit codes.
 //!
-//! Exit codes: 0 success, 1 runtime error, 2 usage error.
+//! Exit codes: 0 success, 1 runtime error, 2 usage error, 3 `convert`: the plan is blocked.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -51,15 +51,13 @@ pub enum ColorChoice {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
-    Scan(ScanArgs),
-    /// Convert a domain to virtio: back up, shut down, define, cold start, verify, roll back on failure
-    Convert(crate::lifecycle::cli::ConvertArgs),
+    Scan(crate::scan::ScanArgs),
+    /// Switch one domain to virtio: plan, back up, shut down, define, cold start, verify, roll back
+    /// on failure; with --dry-run show the plan and the diff only
+    Convert(crate::convert::ConvertArgs),
     /// Restore a backed-up domain definition, or list the backups
     Rollback(crate::lifecycle::cli::RollbackArgs),
 }
-
-#[derive(Debug, Args)]
-pub struct ScanArgs {}
 
 impl GlobalArgs {
     /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.
@@ -88,18 +86,9 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    match cli.command {
-        Command::Scan(_) => {
-            let uri = cli.global.uri();
-            let conn = virt::connect::Connect::open(Some(&uri))
-                .map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-            let doms = conn.list_all_domains(0)?;
-            for d in doms {
-                println!("{}", d.name()?);
-            }
-            Ok(0)
-        }
-        Command::Convert(args) => crate::lifecycle::cli::run_convert(&cli.global, &args),
-        Command::Rollback(args) => crate::lifecycle::cli::run_rollback(&cli.global, &args),
+    match &cli.command {
+        Command::Scan(args) => crate::scan::run(&cli.global, args),
+        Command::Convert(args) => crate::convert::run(&cli.global, args),
+        Command::Rollback(args) => crate::lifecycle::cli::run_rollback(&cli.global, args),
     }
 }

@@ -289,7 +289,7 @@ pub enum BootForm {
 
 /// A management layer that regenerates the domain's XML (so a libvirt edit does not last).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "lowercase")]
 pub enum ManagerKind {
     CloudStack,
     Nova,
@@ -477,7 +477,10 @@ pub fn parse_domain(xml: &str) -> Result<DomainFacts, DomainXmlError> {
     } else {
         BootForm::Default
     };
-    let boot_disk = find_boot_disk(&disks, &boot_form);
+    let disk_order = devices
+        .map(|d| crate::disk_order::libvirt_order(&crate::disk_order::order_keys(d)))
+        .unwrap_or_default();
+    let boot_disk = find_boot_disk(&disks, &boot_form, &disk_order);
 
     let windows_hints = windows_hints(root, &name, title.as_deref(), description.as_deref());
     let manager = detect_manager(root, &name, description.as_deref());
@@ -506,9 +509,15 @@ pub fn parse_domain(xml: &str) -> Result<DomainFacts, DomainXmlError> {
 }
 
 /// The boot disk: the hard disk with the lowest per-device boot order; otherwise, when the
-/// domain boots from `hd` (explicitly or by default), the first hard disk in document order.
-fn find_boot_disk(disks: &[Disk], form: &BootForm) -> Option<usize> {
-    let first_hard_disk = || disks.iter().position(Disk::is_hard_disk);
+/// domain boots from `hd` (explicitly or by default), the first hard disk in libvirt's disk order
+/// (see [`crate::disk_order`]; the same as document order for XML that libvirt wrote).
+fn find_boot_disk(disks: &[Disk], form: &BootForm, order: &[usize]) -> Option<usize> {
+    let first_hard_disk = || {
+        order
+            .iter()
+            .copied()
+            .find(|&i| disks.get(i).is_some_and(Disk::is_hard_disk))
+    };
     match form {
         BootForm::PerDevice => disks
             .iter()

@@ -9,7 +9,19 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod convert;
+pub mod disk_order;
 pub mod domain;
 pub mod guestfs;
+pub mod hive;
+pub mod host;
 pub mod image;
 pub mod lifecycle;
+pub mod plan;
+pub mod report;
+pub mod rewrite;
+pub mod scan;
+pub mod validate;
+pub mod verdict;
+pub mod windows;
+pub mod xmldiff;

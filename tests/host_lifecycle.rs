@@ -34,13 +34,6 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// Write the test planner's new definition next to the guest's files.
-fn new_definition(guest: &TestGuest<'_>) -> String {
-    let path = guest.dir().join("new.xml");
-    std::fs::write(&path, support::rewrite::to_virtio(&guest.inactive_xml())).unwrap();
-    path.display().to_string()
-}
-
 fn state_dir(guest: &TestGuest<'_>) -> String {
     guest.dir().join("state").display().to_string()
 }
@@ -116,7 +109,6 @@ fn convert_moves_the_ide_boot_disk_and_e1000_to_virtio() {
     let guest = host.guest("convert", &GuestSpec::ide_e1000());
     let (_dom, before) = guest.define_and_boot(BOOT);
     assert!(before.blocks.contains(&"sda".to_string()), "{before:?}");
-    let def = new_definition(&guest);
     let state = state_dir(&guest);
     let mark = guest.serial_mark();
     let out = run(&[
@@ -124,8 +116,9 @@ fn convert_moves_the_ide_boot_disk_and_e1000_to_virtio() {
         "convert",
         "--domain",
         &guest.name,
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -209,14 +202,14 @@ fn a_guest_ignoring_acpi_times_out_untouched_and_converts_with_force_off() {
     let dom = guest.define();
     dom.create().unwrap();
     let original = guest.inactive_xml();
-    let def = new_definition(&guest);
     let state = state_dir(&guest);
     let out = run(&[
         "convert",
         "--domain",
         &guest.name,
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -241,8 +234,9 @@ fn a_guest_ignoring_acpi_times_out_untouched_and_converts_with_force_off() {
         "convert",
         "--domain",
         &guest.name,
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -268,15 +262,15 @@ fn kill_and_roll_back(label: &str, kill_at: &str) {
     let guest = host.guest(label, &GuestSpec::ide_e1000());
     guest.define_and_boot(BOOT);
     let original = guest.inactive_xml();
-    let def = new_definition(&guest);
     let state = state_dir(&guest);
     let mut child = tool()
         .args([
             "convert",
             "--domain",
             &guest.name,
-            "--definition",
-            &def,
+            "--force",
+            "--nics",
+            "always",
             "--yes",
             "--state-dir",
             &state,
@@ -294,8 +288,9 @@ fn kill_and_roll_back(label: &str, kill_at: &str) {
         "convert",
         "--domain",
         &guest.name,
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -358,15 +353,15 @@ fn concurrent_convert_is_refused_and_ctrl_c_leaves_the_definition_untouched() {
     let guest = host.guest("concurrent", &spec);
     guest.define().create().unwrap();
     let original = guest.inactive_xml();
-    let def = new_definition(&guest);
     let state = state_dir(&guest);
     let first = tool()
         .args([
             "convert",
             "--domain",
             &guest.name,
-            "--definition",
-            &def,
+            "--force",
+            "--nics",
+            "always",
             "--yes",
             "--state-dir",
             &state,
@@ -389,8 +384,9 @@ fn concurrent_convert_is_refused_and_ctrl_c_leaves_the_definition_untouched() {
         "convert",
         "--domain",
         &guest.name,
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -434,7 +430,6 @@ fn an_agent_channel_without_an_agent_rolls_back_automatically() {
     let guest = host.guest("agent", &spec);
     guest.define_and_boot(BOOT);
     let original = guest.inactive_xml();
-    let def = new_definition(&guest);
     let state = state_dir(&guest);
     let mark = guest.serial_mark();
     let out = run(&[
@@ -442,8 +437,9 @@ fn an_agent_channel_without_an_agent_rolls_back_automatically() {
         "convert",
         "--domain",
         &guest.name,
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--yes",
         "--state-dir",
         &state,

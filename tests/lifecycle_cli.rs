@@ -16,8 +16,9 @@ fn setup() -> (tempfile::TempDir, String) {
         &node,
         format!(
             "<node><domain type='test'><name>w10</name><uuid>{UUID}</uuid>\
-             <memory unit='MiB'>256</memory><os><type>hvm</type></os><devices>\
+             <memory unit='MiB'>256</memory><os><type>hvm</type><boot dev='hd'/></os><devices>\
              <disk type='file' device='disk'><source file='/x.img'/><target dev='hda' bus='ide'/></disk>\
+             <interface type='user'><model type='e1000'/></interface>\
              </devices></domain></node>"
         ),
     )
@@ -34,23 +35,9 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// A new definition for the test domain, as a file.
-fn definition(dir: &std::path::Path, uri: &str) -> String {
-    virt::error::clear_error_callback();
-    let conn = virt::connect::Connect::open(Some(uri)).unwrap();
-    let dom = conn.lookup_domain_by_name("w10").unwrap();
-    let xml = dom
-        .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE | virt::sys::VIR_DOMAIN_XML_SECURE)
-        .unwrap();
-    let path = dir.join("new.xml");
-    std::fs::write(&path, support::rewrite::to_virtio(&xml)).unwrap();
-    path.display().to_string()
-}
-
 #[test]
 fn convert_without_yes_and_without_a_terminal_is_refused() {
     let (dir, uri) = setup();
-    let def = definition(dir.path(), &uri);
     let state = dir.path().join("state").display().to_string();
     let out = run(&[
         "-c",
@@ -58,8 +45,9 @@ fn convert_without_yes_and_without_a_terminal_is_refused() {
         "convert",
         "--domain",
         "w10",
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--state-dir",
         &state,
     ]);
@@ -71,7 +59,6 @@ fn convert_without_yes_and_without_a_terminal_is_refused() {
 #[test]
 fn convert_with_yes_succeeds_and_prints_step_times() {
     let (dir, uri) = setup();
-    let def = definition(dir.path(), &uri);
     let state = dir.path().join("state").display().to_string();
     let out = run(&[
         "-c",
@@ -79,8 +66,9 @@ fn convert_with_yes_succeeds_and_prints_step_times() {
         "convert",
         "--domain",
         "w10",
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--state-dir",
         &state,
         "--yes",
@@ -105,10 +93,8 @@ fn convert_with_yes_succeeds_and_prints_step_times() {
 }
 
 #[test]
-fn a_definition_for_another_domain_is_refused() {
+fn a_blocked_plan_is_refused_with_its_exit_code() {
     let (dir, uri) = setup();
-    let path = dir.path().join("other.xml");
-    std::fs::write(&path, "<domain type='test'><name>other</name></domain>").unwrap();
     let state = dir.path().join("state").display().to_string();
     let out = run(&[
         "-c",
@@ -116,21 +102,20 @@ fn a_definition_for_another_domain_is_refused() {
         "convert",
         "--domain",
         "w10",
-        "--definition",
-        &path.display().to_string(),
         "--state-dir",
         &state,
         "--yes",
     ]);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("is not a definition of w10"), "{err}");
+    assert!(err.contains("is blocked (nothing was changed)"), "{err}");
+    assert!(err.contains("--force overrides this"), "{err}");
+    assert!(!dir.path().join("state").join("backups").exists());
 }
 
 #[test]
 fn a_locked_domain_is_refused_with_the_holder() {
     let (dir, uri) = setup();
-    let def = definition(dir.path(), &uri);
     let state = dir.path().join("state");
     let _held = DomainLock::acquire(&state, UUID, "w10", "convert held by the test").unwrap();
     let out = run(&[
@@ -139,8 +124,9 @@ fn a_locked_domain_is_refused_with_the_holder() {
         "convert",
         "--domain",
         "w10",
-        "--definition",
-        &def,
+        "--force",
+        "--nics",
+        "always",
         "--state-dir",
         &state.display().to_string(),
         "--yes",

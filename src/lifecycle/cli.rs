@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::Args;
 use virt::connect::Connect;
-use virt::domain::Domain;
 
 use super::backup::Backup;
 use super::progress::Reporter;
@@ -38,15 +37,12 @@ pub struct StateDirArgs {
     pub state_dir: PathBuf,
 }
 
-/// The options of a conversion run (flattened into `convert`).
+/// The options of a conversion run (flattened into `convert`; ignored with `--dry-run`).
 #[derive(Debug, Clone, Args)]
 pub struct LifecycleArgs {
     /// Do not ask for confirmation (required when there is no terminal)
     #[arg(short = 'y', long)]
     pub yes: bool,
-    /// Run although the plan is blocked (lists what it overrides)
-    #[arg(long)]
-    pub force: bool,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
     /// Define the new definition but do not start the domain
@@ -58,24 +54,11 @@ pub struct LifecycleArgs {
     /// Do not watch the started guest (risky: a guest that fails to boot is not rolled back)
     #[arg(long, conflicts_with = "verify_time")]
     pub no_verify: bool,
-    /// Continue an interrupted conversion of the domain (from its journal and backup)
+    /// Finish an interrupted conversion of the domain (from its journal and backup) instead of planning
     #[arg(long)]
     pub resume: bool,
     #[command(flatten)]
     pub state: StateDirArgs,
-}
-
-/// `convert` (not a dry run): apply a new definition to a domain.
-#[derive(Debug, Clone, Args)]
-pub struct ConvertArgs {
-    /// The domain (name, UUID or id)
-    #[arg(long, value_name = "NAME")]
-    pub domain: String,
-    /// Apply this domain XML (e.g. a reviewed `--dry-run` output) as the new definition
-    #[arg(long, value_name = "FILE", required_unless_present = "resume")]
-    pub definition: Option<PathBuf>,
-    #[command(flatten)]
-    pub lifecycle: LifecycleArgs,
 }
 
 /// `rollback`: restore a backed-up definition, or list the backups.
@@ -128,22 +111,6 @@ pub fn connect(global: &GlobalArgs) -> anyhow::Result<Connect> {
     Connect::open(Some(&uri)).map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))
 }
 
-/// Find a domain by name, UUID or id, like virsh.
-pub fn lookup_domain(conn: &Connect, key: &str) -> anyhow::Result<Domain> {
-    if let Ok(d) = conn.lookup_domain_by_name(key) {
-        return Ok(d);
-    }
-    if let Ok(d) = conn.lookup_domain_by_uuid_string(key) {
-        return Ok(d);
-    }
-    if let Ok(id) = key.parse::<u32>() {
-        if let Ok(d) = conn.lookup_domain_by_id(id) {
-            return Ok(d);
-        }
-    }
-    anyhow::bail!("no domain named {key:?} (by name, UUID or id)")
-}
-
 fn options(global: &GlobalArgs, state: &StateDirArgs, shutdown: &ShutdownArgs) -> LifecycleOptions {
     let mut o = LifecycleOptions::new(&command_line());
     o.state_dir = state.state_dir.clone();
@@ -155,36 +122,6 @@ fn options(global: &GlobalArgs, state: &StateDirArgs, shutdown: &ShutdownArgs) -
     };
     o.reporter = Reporter::detect(global.quiet);
     o
-}
-
-/// Check that a definition file is for this domain (same name and, when given, UUID).
-fn check_definition_is_for(xml: &str, dom: &Domain) -> anyhow::Result<()> {
-    let doc = roxmltree::Document::parse(xml).map_err(|e| anyhow::anyhow!("not XML: {e}"))?;
-    let root = doc.root_element();
-    anyhow::ensure!(
-        root.has_tag_name("domain"),
-        "the root element is <{}>, not <domain>",
-        root.tag_name().name()
-    );
-    let child = |n: &str| {
-        root.children()
-            .find(|c| c.has_tag_name(n))
-            .and_then(|c| c.text())
-            .map(|t| t.trim().to_string())
-    };
-    let name = dom.name()?;
-    anyhow::ensure!(
-        child("name").as_deref() == Some(name.as_str()),
-        "it names domain {:?}, not {name:?}",
-        child("name").unwrap_or_default()
-    );
-    if let Some(uuid) = child("uuid") {
-        anyhow::ensure!(
-            uuid.eq_ignore_ascii_case(&dom.uuid_string()?),
-            "its UUID {uuid} is not the domain's"
-        );
-    }
-    Ok(())
 }
 
 fn report(global: &GlobalArgs, result: Result<Outcome, LifecycleError>) -> anyhow::Result<i32> {
@@ -204,47 +141,68 @@ fn report(global: &GlobalArgs, result: Result<Outcome, LifecycleError>) -> anyho
     }
 }
 
-/// `convert` (not a dry run). The new definition comes from `--definition FILE` (or the
-/// interrupted run's backup with `--resume`).
-pub fn run_convert(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
+/// `convert` without `--dry-run`: plan (or, with `--resume`, take the interrupted run's
+/// transition from its backup) and run the lifecycle.
+pub fn run_convert(global: &GlobalArgs, args: &crate::convert::ConvertArgs) -> anyhow::Result<i32> {
     let conn = connect(global)?;
-    let dom = lookup_domain(&conn, &args.domain)?;
+    let dom = crate::convert::lookup_domain(&conn, &args.domain)?;
     let l = &args.lifecycle;
     let mut opts = options(global, &l.state, &l.shutdown);
     opts.yes = l.yes;
-    opts.force = l.force;
     opts.start = !l.no_start;
     opts.verify_time = (!l.no_verify).then(|| Duration::from_secs(l.verify_time));
     opts.resume = l.resume;
     let transition = if l.resume {
         super::resume_transition(&opts.state_dir, &dom).map_err(anyhow::Error::from)?
     } else {
-        let path = args
-            .definition
-            .as_ref()
-            .ok_or_else(|| anyhow::anyhow!("--definition FILE is required"))?;
-        let new_xml = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
-        check_definition_is_for(&new_xml, &dom).map_err(|e| {
-            anyhow::anyhow!(
-                "{} is not a definition of {}: {e}",
-                path.display(),
-                args.domain
-            )
-        })?;
-        let original_xml = dom.xml_desc(super::XML_PERSISTENT)?;
-        Transition {
-            original_xml,
-            new_xml,
-            blockers: Vec::new(),
-            warnings: Vec::new(),
+        // An interrupted run comes first: planning from a half-converted definition would
+        // find "nothing to do" and hide it.
+        if let Some(report) = super::unfinished_report(&opts.state_dir, &dom)? {
+            eprintln!("virtio-migrate: {report}");
+            return Ok(1);
         }
+        // The verdict is wired in by the inspection; until then the drivers are "not checked".
+        let planned = crate::convert::plan_domain(&conn, &args.domain, None, &args.plan_options())?;
+        let plan = planned.plan;
+        if !global.quiet {
+            eprint!("{}", crate::convert::render_human(&plan, false));
+        }
+        if plan.is_empty() {
+            if !global.quiet {
+                eprintln!("{}: nothing to convert", plan.domain);
+            }
+            return Ok(0);
+        }
+        transition_from_plan(planned.original_xml, &plan)
     };
     let interrupt = interrupt_flag()?;
     report(
         global,
         super::execute(&conn, &dom, &transition, &opts, &interrupt),
     )
+}
+
+/// The lifecycle's view of a plan: blockers still standing stop it; blockers overridden by
+/// `--force` become warnings that say so.
+pub fn transition_from_plan(original_xml: String, plan: &crate::plan::Plan) -> Transition {
+    let mut blockers = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    for b in &plan.blockers {
+        if b.overridden {
+            warnings.push(format!("--force overrides: {}", b.message));
+        } else if b.overridable {
+            blockers.push(format!("{} (--force overrides this)", b.message));
+        } else {
+            blockers.push(b.message.clone());
+        }
+    }
+    warnings.extend(plan.warnings.iter().map(|w| w.message.clone()));
+    Transition {
+        original_xml,
+        new_xml: plan.new_xml.clone(),
+        blockers,
+        warnings,
+    }
 }
 
 /// `rollback`: restore a backup, or `--list` them.
@@ -254,7 +212,7 @@ pub fn run_rollback(global: &GlobalArgs, args: &RollbackArgs) -> anyhow::Result<
         let uuid = match &args.domain {
             Some(d) => {
                 let conn = connect(global)?;
-                Some(lookup_domain(&conn, d)?.uuid_string()?)
+                Some(crate::convert::lookup_domain(&conn, d)?.uuid_string()?)
             }
             None => None,
         };
@@ -294,7 +252,7 @@ pub fn run_rollback(global: &GlobalArgs, args: &RollbackArgs) -> anyhow::Result<
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("--domain NAME is required"))?;
     let conn = connect(global)?;
-    let dom = lookup_domain(&conn, key)?;
+    let dom = crate::convert::lookup_domain(&conn, key)?;
     let uuid = dom.uuid_string()?;
     let backup = match &args.backup {
         Some(id) => Backup::load(state_dir, &uuid, id).map_err(|e| {

@@ -229,7 +229,7 @@ pub enum LifecycleError {
     Locked { domain: String, holder: String },
     #[error("{0}")]
     Unfinished(String),
-    #[error("the plan for {domain} is blocked (nothing was changed):\n  - {}\nuse --force to override", blockers.join("\n  - "))]
+    #[error("the plan for {domain} is blocked (nothing was changed):\n  - {}", blockers.join("\n  - "))]
     Blocked {
         domain: String,
         blockers: Vec<String>,
@@ -268,6 +268,7 @@ impl LifecycleError {
     pub fn exit_code(&self) -> i32 {
         match self {
             LifecycleError::Interrupted(_) => EXIT_INTERRUPTED,
+            LifecycleError::Blocked { .. } => crate::convert::EXIT_BLOCKED,
             _ => 1,
         }
     }
@@ -354,6 +355,16 @@ pub fn describe_unfinished(state_dir: &Path, dom: &Domain, run: &RunRecord) -> S
          To finish it: virtio-migrate convert --domain {name} --resume",
         id = run.run(),
     )
+}
+
+/// When the domain's last run did not finish: what state it is in and which command finishes
+/// or undoes it. For every command that looks at a domain (convert, dry runs, scan).
+pub fn unfinished_report(state_dir: &Path, dom: &Domain) -> Result<Option<String>, LifecycleError> {
+    let uuid = uuid_of(dom)?;
+    let path = journal::journal_path(state_dir, &uuid);
+    let run =
+        journal::unfinished_run(state_dir, &uuid).map_err(|e| LifecycleError::io(&path, e))?;
+    Ok(run.map(|r| describe_unfinished(state_dir, dom, &r)))
 }
 
 /// Refuse when the domain has an unfinished run (unless resuming it).
