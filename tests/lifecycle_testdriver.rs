@@ -380,3 +380,15 @@ fn a_torn_journal_line_is_ignored() {
     assert_eq!(run.last_step(), Some(Step::Backup));
     assert_eq!(run.kind(), Some(RunKind::Convert));
 }
+
+#[test]
+fn a_run_in_progress_is_reported_as_locked_not_as_unfinished() {
+    let f = fixture("destroy");
+    interrupted_after_define(&f);
+    assert!(lifecycle::unfinished_report(&f.state, &f.dom)
+        .unwrap()
+        .is_some());
+    let _held = DomainLock::acquire(&f.state, UUID, NAME, "convert in progress").unwrap();
+    let err = lifecycle::unfinished_report(&f.state, &f.dom).unwrap_err();
+    assert!(err.to_string().contains("convert in progress"), "{err}");
+}

@@ -157,9 +157,13 @@ pub fn run_convert(global: &GlobalArgs, args: &crate::convert::ConvertArgs) -> a
     } else {
         // An interrupted run comes first: planning from a half-converted definition would
         // find "nothing to do" and hide it.
-        if let Some(report) = super::unfinished_report(&opts.state_dir, &dom)? {
-            eprintln!("virtio-migrate: {report}");
-            return Ok(1);
+        match super::unfinished_report(&opts.state_dir, &dom) {
+            Ok(None) => {}
+            Ok(Some(report)) => {
+                eprintln!("virtio-migrate: {report}");
+                return Ok(1);
+            }
+            Err(e) => return report(global, Err(e)),
         }
         // The verdict is wired in by the inspection; until then the drivers are "not checked".
         let planned = crate::convert::plan_domain(&conn, &args.domain, None, &args.plan_options())?;

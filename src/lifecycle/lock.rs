@@ -41,6 +41,25 @@ pub fn host_name() -> String {
         .unwrap_or_else(|_| "unknown-host".to_string())
 }
 
+/// Who holds the domain's lock right now, if anyone (the lock is not kept).
+pub fn current_holder(state_dir: &Path, uuid: &str) -> Option<String> {
+    let path = state_dir.join("locks").join(format!("{uuid}.lock"));
+    let mut file = File::open(&path).ok()?;
+    match file.try_lock_shared() {
+        Ok(()) => None,
+        Err(std::fs::TryLockError::WouldBlock) => Some(holder_of(&mut file, &path)),
+        Err(std::fs::TryLockError::Error(_)) => None,
+    }
+}
+
+fn holder_of(file: &mut File, path: &Path) -> String {
+    let mut text = String::new();
+    let _ = file.read_to_string(&mut text);
+    serde_json::from_str::<LockHolder>(text.trim())
+        .map(|h| h.to_string())
+        .unwrap_or_else(|_| format!("unknown holder (lock file {})", path.display()))
+}
+
 impl DomainLock {
     /// Take the lock of the domain `uuid` (named `domain` in messages) for `command`, or say
     /// who holds it.
@@ -63,14 +82,9 @@ impl DomainLock {
         match file.try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
-                let mut text = String::new();
-                let _ = file.read_to_string(&mut text);
-                let holder = serde_json::from_str::<LockHolder>(text.trim())
-                    .map(|h| h.to_string())
-                    .unwrap_or_else(|_| format!("unknown holder (lock file {})", path.display()));
                 return Err(LifecycleError::Locked {
                     domain: domain.to_string(),
-                    holder,
+                    holder: holder_of(&mut file, &path),
                 });
             }
             Err(std::fs::TryLockError::Error(e)) => return Err(LifecycleError::io(&path, e)),

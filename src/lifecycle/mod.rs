@@ -359,8 +359,15 @@ pub fn describe_unfinished(state_dir: &Path, dom: &Domain, run: &RunRecord) -> S
 
 /// When the domain's last run did not finish: what state it is in and which command finishes
 /// or undoes it. For every command that looks at a domain (convert, dry runs, scan).
+/// A run in progress (its lock is held) is not unfinished: that is a [`LifecycleError::Locked`].
 pub fn unfinished_report(state_dir: &Path, dom: &Domain) -> Result<Option<String>, LifecycleError> {
     let uuid = uuid_of(dom)?;
+    if let Some(holder) = lock::current_holder(state_dir, &uuid) {
+        return Err(LifecycleError::Locked {
+            domain: dom.name().unwrap_or_else(|_| uuid.clone()),
+            holder,
+        });
+    }
     let path = journal::journal_path(state_dir, &uuid);
     let run =
         journal::unfinished_run(state_dir, &uuid).map_err(|e| LifecycleError::io(&path, e))?;
