@@ -457,12 +457,9 @@ fn an_agent_channel_without_an_agent_rolls_back_automatically() {
     assert_eq!(guest.inactive_xml(), original);
     assert!(is_running(&guest));
     assert!(drivers(&guest).contains(&"ide-hd".to_string()));
-    // Two boots: the converted one, then the original on IDE again.
-    let boots = guest.wait_boots(mark, 2, BOOT);
-    assert!(
-        boots.last().unwrap().blocks.contains(&"sda".to_string()),
-        "{boots:?}"
-    );
+    // The original boots on IDE again (the converted boot before it may have been cut short
+    // by the rollback's destroy, so it is not waited for).
+    guest.wait_boot_where(mark, BOOT, |b| b.blocks.contains(&"sda".to_string()));
     let steps = journal_steps(&state, &guest);
     assert_eq!(
         steps.last().map(String::as_str),
