@@ -1,0 +1,5 @@
+//! Shared test support. Each test file includes it with `mod support;` and uses what it needs.
+#![allow(dead_code)]
+
+pub mod host;
+pub mod rewrite;
