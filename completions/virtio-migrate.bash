@@ -73,7 +73,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__convert)
-            opts="-d -o -c -v -q -h --domain --dry-run --bus --include-sata --disks --nics --force --output --connect --json --verbose --quiet --color --help"
+            opts="-d -o -c -v -q -h --domain --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -197,7 +197,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__inspect)
-            opts="-c -v -q -h --domain --format --stats --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --domain --format --machine --stats --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -209,6 +209,10 @@ _virtio__migrate() {
                     ;;
                 --format)
                     COMPREPLY=($(compgen -W "raw qcow2" -- "${cur}"))
+                    return 0
+                    ;;
+                --machine)
+                    COMPREPLY=($(compgen -W "pc q35" -- "${cur}"))
                     return 0
                     ;;
                 --connect)
@@ -231,12 +235,16 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__scan)
-            opts="-c -v -q -h --details --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --details --no-inspect --parallel --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
+                --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0

@@ -37,18 +37,22 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "scan"
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "inspect" -d 'Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "convert" -d 'Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l parallel -d 'Inspect at most N disk images at a time' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l details -d 'Under the table, list each domain\'s UUID, every disk and NIC, every Windows hint and the management layer\'s evidence'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l no-inspect -d 'Do not read the candidates\' disk images (no verdict columns: inventory only)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l json -d 'Print one JSON document instead of the human report'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s v -l verbose -d 'More detail on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s h -l help -d 'Print help'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l domain -d 'Inspect every disk of this libvirt domain (formats from its XML)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l domain -d 'Inspect the boot disk (and the other disks) of this libvirt domain: name, UUID or id; formats and machine type come from its persistent definition' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l format -d 'Read PATH as this format instead of probing it' -r -f -a "raw\t''
 qcow2\t''"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l machine -d 'Machine type the guest runs on, for PATH (decides which virtio PCI ids Windows will see); without it both the legacy and the modern ids must be bound' -r -f -a "pc\t'i440fx (`pc`, `pc-i440fx-*`): legacy virtio ids'
+q35\t'q35 (`pc-q35-*`): modern virtio ids'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
@@ -57,7 +61,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l json -d 'Print one JSON document instead of the human report'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s v -l verbose -d 'More detail on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l bus -d 'Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)' -r -f -a "virtio\t'virtio-blk (`vdX`), driver viostor'
 scsi\t'virtio-scsi (`sdX` on a virtio-scsi controller), driver vioscsi'"
@@ -72,6 +76,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 always\t''
 never\t''"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l dry-run -d 'Show the plan and the diff of the definition; change nothing'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l no-inspect -d 'Plan without reading the guest\'s disk image: the drivers count as not checked (a blocker unless --force)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l include-sata -d 'Also move hard disks on SATA (IDE ones always move)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l force -d 'Override the blockers that may be overridden (drivers not checked, managed domain)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l json -d 'Print one JSON document instead of the human report'

@@ -35,6 +35,10 @@ pub struct ConvertArgs {
     /// Show the plan and the diff of the definition; change nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Plan without reading the guest's disk image: the drivers count as not checked (a
+    /// blocker unless --force)
+    #[arg(long)]
+    pub no_inspect: bool,
     /// Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)
     #[arg(long, value_enum, default_value_t = TargetBus::Virtio, value_name = "BUS")]
     pub bus: TargetBus,
@@ -145,6 +149,28 @@ pub fn plan_domain(
     })
 }
 
+/// The offline verdict for the domain's guest, read from its persistent definition's boot disk
+/// (`None` with `--no-inspect`). Never fails on the image: an unreadable disk is an `unknown`
+/// verdict, which the planner turns into a blocker.
+pub fn inspect_guest(
+    conn: &Connect,
+    domain: &str,
+    args: &ConvertArgs,
+) -> anyhow::Result<Option<crate::guest::GuestVerdict>> {
+    if args.no_inspect {
+        return Ok(None);
+    }
+    let dom = lookup_domain(conn, domain)?;
+    let xml = dom
+        .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
+        .with_context(|| format!("reading the definition of {domain}"))?;
+    let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
+    Ok(Some(crate::guest::assess_domain(
+        &crate::host::with_volume_paths(conn, &facts),
+        crate::guest::Budget::default(),
+    )))
+}
+
 /// The exit code for a plan.
 pub fn exit_code(plan: &Plan) -> i32 {
     match plan.status() {
@@ -164,8 +190,14 @@ pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
     let uri = global.uri();
     let conn =
         Connect::open(Some(&uri)).map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-    // The verdict is wired in by the inspection; until then the drivers are "not checked".
-    let planned = plan_domain(&conn, &args.domain, None, &args.plan_options())?;
+    let verdict = inspect_guest(&conn, &args.domain, args)?;
+    let readiness = verdict.as_ref().map(|v| v.readiness());
+    let planned = plan_domain(
+        &conn,
+        &args.domain,
+        readiness.as_ref(),
+        &args.plan_options(),
+    )?;
     let plan = &planned.plan;
     if let Some(path) = &args.output {
         std::fs::write(path, &plan.new_xml)

@@ -8,12 +8,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::Args;
 use serde::Serialize;
 
 use crate::cli::GlobalArgs;
+use crate::domain::MachineFamily;
+use crate::guest::{self, Budget};
+use crate::host::{Access, Host};
 use crate::image::disk::{open_disk, probe_format, DiskFormat, Layer};
 use crate::image::ntfs::{NtfsFacts, NtfsVolume};
 use crate::image::partition::{
@@ -24,6 +27,7 @@ use crate::image::windows_root::{
     find_system_root, hibernation, inspect_root, Hibernation, WindowsRoot,
 };
 use crate::image::{FileStats, IoStats, ReadAt, Window};
+use crate::verdict::Assessment;
 
 /// Where the format used to read a disk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -146,6 +150,15 @@ pub fn inspect_disk(
 /// Inspect an opened disk: partitions, volumes, Windows roots, hazards. `path`, `format` and
 /// `chain` of the result are left for the caller to fill.
 pub fn inspect_reader(disk: Arc<dyn ReadAt>) -> DiskInspection {
+    inspect_reader_keeping_windows(disk).0
+}
+
+/// [`inspect_reader`], also handing back the opened NTFS volumes that hold a Windows root (by
+/// partition index), so the verdict reads the registry through the same caches.
+pub fn inspect_reader_keeping_windows(
+    disk: Arc<dyn ReadAt>,
+) -> (DiskInspection, Vec<(u32, NtfsVolume)>) {
+    let mut kept = Vec::new();
     let table = read_partition_table(&disk);
     let mut d = DiskInspection {
         path: String::new(),
@@ -176,7 +189,10 @@ pub fn inspect_reader(disk: Arc<dyn ReadAt>) -> DiskInspection {
         if skip {
             continue;
         }
-        let v = inspect_volume(&disk, p.index, p.start, p.length, &mut d.hazards);
+        let (v, vol) = inspect_volume(&disk, p.index, p.start, p.length, &mut d.hazards);
+        if let Some(vol) = vol {
+            kept.push((p.index, vol));
+        }
         d.volumes.push(v);
     }
     if table.scheme == PartitionScheme::Unrecognised && table.partitions.is_empty() {
@@ -190,7 +206,7 @@ pub fn inspect_reader(disk: Arc<dyn ReadAt>) -> DiskInspection {
         );
     }
     d.partitions = Some(table);
-    d
+    (d, kept)
 }
 
 fn inspect_volume(
@@ -199,7 +215,7 @@ fn inspect_volume(
     start: u64,
     length: u64,
     hazards: &mut Vec<DiskHazard>,
-) -> VolumeInspection {
+) -> (VolumeInspection, Option<NtfsVolume>) {
     let mut v = VolumeInspection {
         partition: index,
         start,
@@ -214,13 +230,13 @@ fn inspect_volume(
         Ok(w) => Arc::new(w),
         Err(e) => {
             v.error = Some(e.to_string());
-            return v;
+            return (v, None);
         }
     };
     let mut sector = [0u8; 512];
     if let Err(e) = window.read_exact_at(&mut sector, 0) {
         v.error = Some(format!("first sector at disk byte {start}: {e}"));
-        return v;
+        return (v, None);
     }
     v.fs = fs_kind_of_boot_sector(&sector);
     match v.fs {
@@ -235,7 +251,7 @@ fn inspect_volume(
                         reason: reason.clone(),
                     });
                     v.error = Some(reason);
-                    return v;
+                    return (v, None);
                 }
             };
             if vol.facts().dirty {
@@ -267,13 +283,16 @@ fn inspect_volume(
                 }
                 v.error = Some(reason);
             }
+            if v.windows.is_some() {
+                return (v, Some(vol));
+            }
         }
         FsKind::Fat | FsKind::ExFat | FsKind::Unknown => {}
     }
-    v
+    (v, None)
 }
 
-/// `virtio-migrate inspect`: show what a disk holds.
+/// `virtio-migrate inspect`: show what a disk holds and whether its Windows is ready for virtio.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// Disk image or block device to inspect (its format is probed unless --format is given)
@@ -283,12 +302,17 @@ pub struct InspectArgs {
         conflicts_with = "domain"
     )]
     pub path: Option<PathBuf>,
-    /// Inspect every disk of this libvirt domain (formats from its XML)
-    #[arg(long, value_name = "NAME")]
+    /// Inspect the boot disk (and the other disks) of this libvirt domain: name, UUID or id;
+    /// formats and machine type come from its persistent definition
+    #[arg(long, value_name = "DOMAIN")]
     pub domain: Option<String>,
     /// Read PATH as this format instead of probing it
     #[arg(long, value_enum, value_name = "FORMAT")]
     pub format: Option<FormatArg>,
+    /// Machine type the guest runs on, for PATH (decides which virtio PCI ids Windows will see);
+    /// without it both the legacy and the modern ids must be bound
+    #[arg(long, value_enum, value_name = "MACHINE", conflicts_with = "domain")]
+    pub machine: Option<MachineArg>,
     /// Show bytes read and read calls per host file, and the wall time
     #[arg(long)]
     pub stats: bool,
@@ -310,6 +334,15 @@ impl From<FormatArg> for DiskFormat {
     }
 }
 
+/// `--machine` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MachineArg {
+    /// i440fx (`pc`, `pc-i440fx-*`): legacy virtio ids
+    Pc,
+    /// q35 (`pc-q35-*`): modern virtio ids
+    Q35,
+}
+
 /// What `inspect --stats` reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectStats {
@@ -321,19 +354,25 @@ pub struct InspectStats {
 /// The JSON document of `inspect --json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct InspectReport {
+    pub schema_version: u32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
+    /// The boot disk (or the named PATH) first, then the domain's other hard disks.
     pub disks: Vec<DiskInspection>,
+    /// The readiness verdict read from the first disk's Windows volume.
+    pub verdict: Assessment,
+    /// The partition the verdict was read from (0 = bare volume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows_partition: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stats: Option<InspectStats>,
 }
 
-/// Run `inspect`; returns the exit code (1 when a disk could not be read at all).
+/// Run `inspect`; returns the exit code (1 when the disk could not be read at all).
 pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let stats = IoStats::new();
-    let mut disks = Vec::new();
-    if let Some(path) = &args.path {
+    let budget = Budget::default();
+    let (domain, verdict, mut others) = if let Some(path) = &args.path {
         let (format, source) = match args.format {
             Some(f) => (DiskFormat::from(f), FormatSource::Operator),
             None => match probe_format(path) {
@@ -341,51 +380,60 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
                 Err(e) => anyhow::bail!("cannot read {}: {e}", path.display()),
             },
         };
-        disks.push(inspect_disk(path, format, source, &stats));
-    } else if let Some(name) = &args.domain {
-        disks = inspect_domain_disks(name, global, &stats)?;
-    }
+        let machine = match args.machine {
+            Some(MachineArg::Pc) => MachineFamily::I440fx,
+            Some(MachineArg::Q35) => MachineFamily::Q35,
+            None => MachineFamily::Other,
+        };
+        (
+            None,
+            guest::assess_disk(path, format, source, machine, budget),
+            Vec::new(),
+        )
+    } else if let Some(spec) = &args.domain {
+        let host = Host::open(&global.uri(), Access::ReadOnly)?;
+        let dom = host.lookup(spec)?;
+        let xml = host.inactive_xml(&dom)?;
+        let facts =
+            crate::domain::parse_domain(&xml).map_err(|e| anyhow::anyhow!("domain {spec}: {e}"))?;
+        let verdict = guest::assess_domain(&host.with_volume_paths(&facts), budget);
+        // The other hard disks, for the record (the verdict comes from the boot disk).
+        let stats = IoStats::new();
+        let boot_path = facts.boot_disk().map(|d| d.source.display());
+        let others: Vec<DiskInspection> = inspect_domain_xml(&xml, &stats)
+            .into_iter()
+            .filter(|d| Some(&d.path) != boot_path.as_ref())
+            .collect();
+        (Some(facts.name.clone()), verdict, others)
+    } else {
+        anyhow::bail!("name a disk image PATH or --domain");
+    };
+    let stats = args.stats.then(|| InspectStats {
+        total_bytes: verdict.io.iter().map(|f| f.bytes_read).sum(),
+        files: verdict.io.clone(),
+        wall_time_ms: started.elapsed().as_millis(),
+    });
+    let unreadable = verdict.disk.unknown.is_some();
+    let mut disks = vec![verdict.disk];
+    disks.append(&mut others);
     let report = InspectReport {
-        domain: args.domain.clone(),
+        schema_version: 1,
+        domain,
         disks,
-        stats: args.stats.then(|| stats_of(&stats, started.elapsed())),
+        verdict: verdict.assessment,
+        windows_partition: verdict.windows_partition,
+        stats,
     };
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+        crate::report::print_json(&report)?;
     } else {
-        print!("{}", render(&report));
+        crate::report::print_stdout(&render(&report))?;
     }
-    Ok(if report.disks.iter().any(|d| d.unknown.is_some()) {
+    Ok(if unreadable {
         crate::cli::EXIT_ERROR
     } else {
         0
     })
-}
-
-fn stats_of(stats: &IoStats, wall: Duration) -> InspectStats {
-    InspectStats {
-        files: stats.snapshot(),
-        total_bytes: stats.total_bytes(),
-        wall_time_ms: wall.as_millis(),
-    }
-}
-
-/// Inspect each `<disk>` of a libvirt domain, with the format its XML declares.
-fn inspect_domain_disks(
-    name: &str,
-    global: &GlobalArgs,
-    stats: &Arc<IoStats>,
-) -> anyhow::Result<Vec<DiskInspection>> {
-    let uri = global.uri();
-    let conn = virt::connect::Connect::open(Some(&uri))
-        .map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-    let dom = conn
-        .lookup_domain_by_name(name)
-        .map_err(|e| anyhow::anyhow!("no domain {name:?} on {uri}: {e}"))?;
-    let xml = dom
-        .xml_desc(0)
-        .map_err(|e| anyhow::anyhow!("cannot read the XML of {name:?}: {e}"))?;
-    Ok(inspect_domain_xml(&xml, stats))
 }
 
 /// Inspect each hard disk named by a domain XML, with its declared `<driver type>`; network and
@@ -572,6 +620,17 @@ pub fn render(report: &InspectReport) -> String {
                 let _ = writeln!(s, "    - {}", hazard_text(h));
             }
         }
+    }
+    let _ = writeln!(
+        s,
+        "verdict{}:",
+        report
+            .windows_partition
+            .map(|p| format!(" (from partition {p})"))
+            .unwrap_or_default()
+    );
+    for l in report.verdict.lines() {
+        let _ = writeln!(s, "  {l}");
     }
     if let Some(st) = &report.stats {
         let _ = writeln!(s, "stats:");

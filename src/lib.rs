@@ -12,6 +12,7 @@ pub mod cli;
 pub mod convert;
 pub mod disk_order;
 pub mod domain;
+pub mod guest;
 pub mod guestfs;
 pub mod hive;
 pub mod host;

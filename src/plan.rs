@@ -128,33 +128,8 @@ impl Default for PlanOptions {
     }
 }
 
-/// Whether the guest can use one kind of virtio device.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "kebab-case")]
-pub enum Readiness {
-    /// The driver is installed and set to load.
-    Ready,
-    /// The inspection found it missing or disabled; `failed` says which checks failed.
-    NotReady {
-        /// The failed checks, in the inspection's words.
-        failed: Vec<String>,
-    },
-    /// The inspection could not decide.
-    Unknown {
-        /// Why not.
-        why: String,
-    },
-}
-
-impl std::fmt::Display for Readiness {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Readiness::Ready => f.write_str("ready"),
-            Readiness::NotReady { failed } => write!(f, "not ready ({})", failed.join("; ")),
-            Readiness::Unknown { why } => write!(f, "unknown ({why})"),
-        }
-    }
-}
+/// Whether the guest can use one kind of virtio device: the inspection's verdict type.
+pub use crate::verdict::Readiness;
 
 /// The guest facts the planner needs, per device kind (filled from the inspection's verdict).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

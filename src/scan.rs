@@ -8,8 +8,10 @@
 
 use crate::cli::GlobalArgs;
 use crate::domain::{self, DiskBus, DomainFacts, ManagerKind};
+use crate::guest::{self, Budget, GuestVerdict};
 use crate::host::{Access, DomainStatus, Host, HostError};
 use crate::report::{self, Cell, Palette, Table, Tone};
+use crate::verdict::Readiness;
 use clap::Args;
 use serde::Serialize;
 
@@ -26,6 +28,59 @@ pub struct ScanArgs {
     /// management layer's evidence
     #[arg(long)]
     pub details: bool,
+    /// Do not read the candidates' disk images (no verdict columns: inventory only)
+    #[arg(long)]
+    pub no_inspect: bool,
+    /// Inspect at most N disk images at a time
+    #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+}
+
+/// The offline verdict for one candidate, as `scan` shows it (`inspect` shows every check).
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanVerdict {
+    /// What the registry says the guest is (e.g. "Windows Server 2008 R2 …"), when read.
+    pub windows: Option<String>,
+    /// viostor: can the guest boot from virtio-blk?
+    pub blk: Readiness,
+    /// vioscsi: can the guest boot from virtio-scsi?
+    pub scsi: Readiness,
+    /// netkvm: will the virtio NIC get a driver?
+    pub nic: Readiness,
+    /// Each hazard found, with its evidence.
+    pub hazards: Vec<ScanHazard>,
+    /// Bytes read from the host's image files for this verdict.
+    pub bytes_read: u64,
+    pub wall_time_ms: u64,
+}
+
+/// One hazard in the scan report.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanHazard {
+    pub kind: String,
+    pub evidence: String,
+}
+
+impl ScanVerdict {
+    fn from_guest(v: &GuestVerdict) -> ScanVerdict {
+        let a = &v.assessment;
+        ScanVerdict {
+            windows: a.facts.as_ref().map(|f| f.summary()),
+            blk: a.blk.clone(),
+            scsi: a.scsi.clone(),
+            nic: a.nic.clone(),
+            hazards: a
+                .hazards
+                .iter()
+                .map(|h| ScanHazard {
+                    kind: h.kind().to_string(),
+                    evidence: h.evidence().to_string(),
+                })
+                .collect(),
+            bytes_read: v.bytes_read,
+            wall_time_ms: v.wall_time_ms,
+        }
+    }
 }
 
 /// Why a domain is a conversion candidate. A candidate has at least one reason and a Windows hint.
@@ -63,6 +118,8 @@ pub struct DomainEntry {
     pub definition: Option<DomainFacts>,
     /// Why the definition could not be read or parsed.
     pub error: Option<String>,
+    /// The offline verdict read from the boot disk: for candidates, unless `--no-inspect`.
+    pub verdict: Option<ScanVerdict>,
 }
 
 /// Counts for the summary line.
@@ -94,7 +151,15 @@ pub struct ScanReport {
 /// Run `scan`: print the report; exit 0, or 1 when some domain could not be read.
 pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
     let host = Host::open(&global.uri(), Access::ReadOnly)?;
-    let report = scan_host(&host, &args.domains, global.verbose)?;
+    let mut report = scan_host(&host, &args.domains, global.verbose)?;
+    if !args.no_inspect {
+        add_verdicts(
+            &host,
+            &mut report,
+            usize::from(args.parallel),
+            Budget::default(),
+        );
+    }
     if global.json {
         report::print_json(&report)?;
     } else {
@@ -149,6 +214,30 @@ pub fn scan_host(host: &Host, specs: &[String], verbose: bool) -> Result<ScanRep
     Ok(build_report(host.uri(), entries))
 }
 
+/// Read the boot disk of every candidate (at most `parallel` at a time) and attach the verdict.
+/// A guest that cannot be inspected gets an `unknown` verdict; the scan always goes on.
+pub fn add_verdicts(host: &Host, report: &mut ScanReport, parallel: usize, budget: Budget) {
+    let wanted: Vec<usize> = report
+        .domains
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.candidate && e.definition.is_some())
+        .map(|(i, _)| i)
+        .collect();
+    let resolved: Vec<DomainFacts> = wanted
+        .iter()
+        .filter_map(|&i| report.domains[i].definition.as_ref())
+        .map(|f| host.with_volume_paths(f))
+        .collect();
+    let facts: Vec<&DomainFacts> = resolved.iter().collect();
+    let verdicts = guest::assess_many(&facts, parallel, budget);
+    for (i, v) in wanted.into_iter().zip(verdicts) {
+        if let Some(e) = report.domains.get_mut(i) {
+            e.verdict = Some(ScanVerdict::from_guest(&v));
+        }
+    }
+}
+
 /// One domain's entry from its API facts and its definition (or the error reading it).
 pub fn entry_from_xml(status: DomainStatus, xml: Result<String, String>) -> DomainEntry {
     let parsed = xml.and_then(|x| domain::parse_domain(&x).map_err(|e| e.to_string()));
@@ -162,6 +251,7 @@ pub fn entry_from_xml(status: DomainStatus, xml: Result<String, String>) -> Doma
                 boot_disk: facts.boot_disk().cloned(),
                 definition: Some(facts),
                 error: None,
+                verdict: None,
                 status,
             }
         }
@@ -172,6 +262,7 @@ pub fn entry_from_xml(status: DomainStatus, xml: Result<String, String>) -> Doma
             boot_disk: None,
             definition: None,
             error: Some(error),
+            verdict: None,
         },
     }
 }
@@ -307,9 +398,13 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
 
 /// The aligned table, one row per domain.
 pub fn render_table(report: &ScanReport, palette: &Palette) -> String {
-    let mut table = Table::new(&[
-        "CANDIDATE",
-        "NAME",
+    // The verdict columns appear when images were inspected (not with --no-inspect).
+    let with_verdict = report.domains.iter().any(|e| e.verdict.is_some());
+    let mut headers = vec!["CANDIDATE", "NAME"];
+    if with_verdict {
+        headers.extend(["VIOSTOR", "VIOSCSI", "NETKVM", "HAZARDS"]);
+    }
+    headers.extend([
         "STATE",
         "PERSISTENCE",
         "PLATFORM",
@@ -318,24 +413,43 @@ pub fn render_table(report: &ScanReport, palette: &Palette) -> String {
         "NICS",
         "MANAGED BY",
     ]);
+    let columns = headers.len();
+    let mut table = Table::new(&headers);
     for e in &report.domains {
         let state = Cell::plain(e.status.state_display());
         let persistence = Cell::plain(e.status.persistence_word());
+        let mut row = vec![];
         let Some(f) = &e.definition else {
             // Unknown without the definition; the note under the table says why.
-            let mut row = vec![
-                Cell::toned("error", Tone::Bad),
-                Cell::plain(e.status.name.clone()),
-                state,
-                persistence,
-            ];
-            row.resize(9, Cell::plain("?"));
+            row.push(Cell::toned("error", Tone::Bad));
+            row.push(Cell::plain(e.status.name.clone()));
+            if with_verdict {
+                row.extend(std::iter::repeat_n(Cell::plain("?"), 4));
+            }
+            row.push(state);
+            row.push(persistence);
+            row.resize(columns, Cell::plain("?"));
             table.push(row);
             continue;
         };
-        table.push(vec![
-            candidate_cell(e),
-            Cell::plain(e.status.name.clone()),
+        row.push(candidate_cell(e));
+        row.push(Cell::plain(e.status.name.clone()));
+        if with_verdict {
+            match &e.verdict {
+                Some(v) => {
+                    row.push(readiness_cell(&v.blk));
+                    row.push(readiness_cell(&v.scsi));
+                    row.push(readiness_cell(&v.nic));
+                    row.push(if v.hazards.is_empty() {
+                        Cell::plain("0")
+                    } else {
+                        Cell::toned(v.hazards.len().to_string(), Tone::Warn)
+                    });
+                }
+                None => row.extend(std::iter::repeat_n(Cell::toned("-", Tone::Dim), 4)),
+            }
+        }
+        row.extend([
             state,
             persistence,
             Cell::plain(platform(f)),
@@ -347,8 +461,17 @@ pub fn render_table(report: &ScanReport, palette: &Palette) -> String {
                 None => Cell::plain("-"),
             },
         ]);
+        table.push(row);
     }
     table.render(palette)
+}
+
+fn readiness_cell(r: &Readiness) -> Cell {
+    match r {
+        Readiness::Ready => Cell::toned("ready", Tone::Good),
+        Readiness::NotReady { .. } => Cell::toned("NOT READY", Tone::Bad),
+        Readiness::Unknown { .. } => Cell::toned("unknown", Tone::Warn),
+    }
 }
 
 fn candidate_cell(e: &DomainEntry) -> Cell {
@@ -507,6 +630,9 @@ pub fn render_notes(report: &ScanReport, palette: &Palette) -> String {
         if !e.candidate {
             continue;
         }
+        if let Some(v) = &e.verdict {
+            out.push_str(&verdict_note(&name, v, palette));
+        }
         let Some(f) = &e.definition else { continue };
         if let Some(m) = &f.manager {
             out.push_str(&format!(
@@ -519,6 +645,63 @@ pub fn render_notes(report: &ScanReport, palette: &Palette) -> String {
                 "{name}: transient — it vanishes when it stops; change whatever creates it (or define it persistently first)\n"
             ));
         }
+    }
+    out
+}
+
+/// One line per target that is not ready or unknown, and one per hazard.
+fn verdict_note(name: &str, v: &ScanVerdict, palette: &Palette) -> String {
+    let mut out = String::new();
+    if let Some(w) = &v.windows {
+        out.push_str(&format!("{name}: {w}\n"));
+    }
+    let whys: Vec<&str> = [&v.blk, &v.scsi, &v.nic]
+        .iter()
+        .filter_map(|r| match r {
+            Readiness::Unknown { why } => Some(why.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut unknown_said = None;
+    if whys.len() == 3 && whys.iter().all(|w| *w == whys[0]) {
+        out.push_str(&format!(
+            "{name}: verdict {}: {}\n",
+            palette.paint("unknown", Tone::Warn),
+            whys[0]
+        ));
+        unknown_said = Some(whys[0].to_string());
+    }
+    for (label, r) in [
+        ("virtio-blk (viostor)", &v.blk),
+        ("virtio-scsi (vioscsi)", &v.scsi),
+        ("virtio-net (netkvm)", &v.nic),
+    ] {
+        match r {
+            Readiness::Ready => {}
+            Readiness::NotReady { failed } => out.push_str(&format!(
+                "{name}: {label} {}: {}\n",
+                palette.paint("not ready", Tone::Bad),
+                failed.join("; ")
+            )),
+            Readiness::Unknown { why } => {
+                // One unknown reason is usually shared by all three targets: say it once.
+                if unknown_said.as_deref() != Some(why.as_str()) {
+                    out.push_str(&format!(
+                        "{name}: {label} {}: {why}\n",
+                        palette.paint("unknown", Tone::Warn)
+                    ));
+                    unknown_said = Some(why.clone());
+                }
+            }
+        }
+    }
+    for h in &v.hazards {
+        out.push_str(&format!(
+            "{name}: {} {}: {}\n",
+            palette.paint("hazard", Tone::Warn),
+            h.kind,
+            h.evidence
+        ));
     }
     out
 }

@@ -165,6 +165,16 @@ pub enum Readiness {
     Unknown { why: String },
 }
 
+impl std::fmt::Display for Readiness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Readiness::Ready => f.write_str("ready"),
+            Readiness::NotReady { failed } => write!(f, "not ready ({})", failed.join("; ")),
+            Readiness::Unknown { why } => write!(f, "unknown ({why})"),
+        }
+    }
+}
+
 impl Readiness {
     /// "ready", "not-ready", "unknown".
     pub fn word(&self) -> &'static str {

@@ -44,7 +44,10 @@ fn dry_run_prints_the_plan_and_the_diff_and_exits_blocked_without_a_verdict() {
     let dir = tempfile::tempdir().unwrap();
     let node = node_file(dir.path());
     let before = std::fs::read(&node).unwrap();
-    let out = convert(&node, &["--domain", "win2k8r2-app01", "--dry-run"]);
+    let out = convert(
+        &node,
+        &["--domain", "win2k8r2-app01", "--dry-run", "--no-inspect"],
+    );
     assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
     assert!(out.stdout.contains("domain:   win2k8r2-app01"));
     assert!(out.stdout.contains("drivers:  not checked"));
@@ -90,6 +93,7 @@ fn forced_plan_writes_the_new_xml_and_json() {
             "--domain",
             "win2k8r2-app01",
             "--dry-run",
+            "--no-inspect",
             "--force",
             "--json",
         ],

@@ -101,7 +101,7 @@ instance-0000002a: managed by OpenStack Nova — a libvirt edit does not last; s
 #[test]
 fn table_of_the_demo_host() {
     let uri = demo_uri();
-    let out = run(&["-c", &uri, "scan"]);
+    let out = run(&["-c", &uri, "scan", "--no-inspect"]);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert_eq!(out.stderr, "");
     // Not a terminal: no colour.
@@ -112,7 +112,7 @@ fn table_of_the_demo_host() {
 #[test]
 fn libvirt_default_uri_is_used_without_connect() {
     let uri = demo_uri();
-    let out = run_with_env(&["scan"], &[("LIBVIRT_DEFAULT_URI", &uri)]);
+    let out = run_with_env(&["scan", "--no-inspect"], &[("LIBVIRT_DEFAULT_URI", &uri)]);
     assert_eq!(out.code, 0, "stderr: {}", out.stderr);
     assert_eq!(out.stdout, DEMO_TABLE);
 }
@@ -120,7 +120,7 @@ fn libvirt_default_uri_is_used_without_connect() {
 #[test]
 fn colour_always_and_never_off_a_terminal() {
     let uri = demo_uri();
-    let always = run(&["-c", &uri, "--color", "always", "scan"]);
+    let always = run(&["-c", &uri, "--color", "always", "scan", "--no-inspect"]);
     assert_eq!(always.code, 0);
     assert!(always.stdout.contains("\x1b[31mide boot, nic\x1b[0m"));
     assert!(always.stdout.contains("\x1b[2mno\x1b[0m"));
@@ -128,11 +128,11 @@ fn colour_always_and_never_off_a_terminal() {
     let stripped = strip_ansi(&always.stdout);
     assert_eq!(stripped, DEMO_TABLE);
     let never = run_with_env(
-        &["-c", &uri, "--color", "never", "scan"],
+        &["-c", &uri, "--color", "never", "scan", "--no-inspect"],
         &[("NO_COLOR", "")],
     );
     assert_eq!(never.stdout, DEMO_TABLE);
-    let no_color = run_with_env(&["-c", &uri, "scan"], &[("NO_COLOR", "1")]);
+    let no_color = run_with_env(&["-c", &uri, "scan", "--no-inspect"], &[("NO_COLOR", "1")]);
     assert_eq!(no_color.stdout, DEMO_TABLE);
 }
 

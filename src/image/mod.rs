@@ -83,10 +83,55 @@ pub fn eof(offset: u64, len: usize, size: u64) -> io::Error {
     )
 }
 
-/// Per-file read counters, shared by every reader opened from one inspection.
+/// Per-file read counters, shared by every reader opened from one inspection, with an optional
+/// budget: once the bytes read or the time spent pass it, every further read fails.
 #[derive(Debug, Default)]
 pub struct IoStats {
     files: Mutex<Vec<Arc<FileCounter>>>,
+    budget: Arc<ReadBudget>,
+}
+
+/// The limits of one inspection and what it has used.
+#[derive(Debug)]
+struct ReadBudget {
+    bytes: AtomicU64,
+    max_bytes: u64,
+    deadline: Option<std::time::Instant>,
+    exceeded: std::sync::atomic::AtomicBool,
+}
+
+impl Default for ReadBudget {
+    fn default() -> ReadBudget {
+        ReadBudget {
+            bytes: AtomicU64::new(0),
+            max_bytes: u64::MAX,
+            deadline: None,
+            exceeded: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+}
+
+impl ReadBudget {
+    /// Account for a read of `len` bytes, or refuse it when the budget is spent.
+    fn charge(&self, len: usize) -> io::Result<()> {
+        let used = self
+            .bytes
+            .fetch_add(len as u64, Ordering::Relaxed)
+            .saturating_add(len as u64);
+        let late = self.deadline.is_some_and(|d| std::time::Instant::now() > d);
+        if used > self.max_bytes || late {
+            self.exceeded.store(true, Ordering::Relaxed);
+            return Err(io::Error::other(if late {
+                "read budget exceeded: the inspection ran out of time".to_string()
+            } else {
+                format!(
+                    "read budget exceeded: more than {} bytes read",
+                    self.max_bytes
+                )
+            }));
+        }
+        Ok(())
+    }
 }
 
 /// Bytes and read calls against one host file.
@@ -95,6 +140,7 @@ pub struct FileCounter {
     pub path: PathBuf,
     bytes: AtomicU64,
     reads: AtomicU64,
+    budget: Arc<ReadBudget>,
 }
 
 impl FileCounter {
@@ -119,6 +165,23 @@ impl IoStats {
         Arc::new(IoStats::default())
     }
 
+    /// Counters whose reads fail once `max_bytes` have been read or `max_time` has passed.
+    pub fn with_budget(max_bytes: u64, max_time: Option<std::time::Duration>) -> Arc<IoStats> {
+        Arc::new(IoStats {
+            files: Mutex::default(),
+            budget: Arc::new(ReadBudget {
+                max_bytes,
+                deadline: max_time.map(|t| std::time::Instant::now() + t),
+                ..ReadBudget::default()
+            }),
+        })
+    }
+
+    /// A read was refused because the budget was spent.
+    pub fn budget_exceeded(&self) -> bool {
+        self.budget.exceeded.load(Ordering::Relaxed)
+    }
+
     /// The counter for `path`, created on first use (one per distinct path).
     pub fn counter(&self, path: &Path) -> Arc<FileCounter> {
         let mut files = self.files.lock().unwrap_or_else(|p| p.into_inner());
@@ -129,6 +192,7 @@ impl IoStats {
             path: path.to_path_buf(),
             bytes: AtomicU64::new(0),
             reads: AtomicU64::new(0),
+            budget: self.budget.clone(),
         });
         files.push(c.clone());
         c
@@ -196,6 +260,7 @@ impl ReadAt for HostFile {
         if end.is_none_or(|e| e > self.size) {
             return Err(eof(offset, buf.len(), self.size));
         }
+        self.counter.budget.charge(buf.len())?;
         self.counter.reads.fetch_add(1, Ordering::Relaxed);
         self.counter
             .bytes
@@ -375,5 +440,25 @@ mod tests {
         assert_eq!(stats.total_bytes(), 200);
         assert_eq!(stats.snapshot()[0].reads, 2);
         assert!(HostFile::open(dir.path(), &stats).is_err());
+    }
+
+    #[test]
+    fn budget_refuses_reads_once_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        std::fs::write(&p, vec![7u8; 4096]).unwrap();
+        let stats = IoStats::with_budget(250, None);
+        let f = HostFile::open(&p, &stats).unwrap();
+        let mut b = [0u8; 100];
+        f.read_exact_at(&mut b, 0).unwrap();
+        f.read_exact_at(&mut b, 100).unwrap();
+        assert!(!stats.budget_exceeded());
+        let e = f.read_exact_at(&mut b, 200).unwrap_err();
+        assert!(e.to_string().contains("budget exceeded"), "{e}");
+        assert!(stats.budget_exceeded());
+        let late = IoStats::with_budget(u64::MAX, Some(std::time::Duration::ZERO));
+        let f = HostFile::open(&p, &late).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(f.read_exact_at(&mut b, 0).is_err());
     }
 }

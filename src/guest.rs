@@ -1,0 +1,371 @@
+//! The offline verdict for one guest: its boot disk read through the image stack, the Windows
+//! volume found, and the readiness assessment made from its registry and driver files.
+//!
+//! This is the one place that joins the layers (image → partitions → NTFS → hives → verdict).
+//! Nothing here fails: a disk that cannot be read gives an `unknown` verdict with the reason.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::domain::{DiskSource, DomainFacts, MachineFamily};
+use crate::image::disk::{open_disk, DiskFormat};
+use crate::image::{FileStats, IoStats};
+use crate::inspect::{inspect_reader_keeping_windows, DiskHazard, DiskInspection, FormatSource};
+use crate::plan::GuestReadiness;
+use crate::verdict::{assess, Assessment, Hazard};
+
+/// Limits on what one guest's inspection may cost (hostile or merely huge images): past either,
+/// every further read fails and the verdict is `unknown (budget exceeded)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    /// Bytes read from host files for this guest.
+    pub max_bytes: u64,
+    /// Wall time for this guest.
+    pub max_time: Duration,
+}
+
+impl Default for Budget {
+    fn default() -> Budget {
+        // A clean guest costs well under 1 MiB; 256 MiB leaves room for big hives and DriverStores.
+        Budget {
+            max_bytes: 256 << 20,
+            max_time: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Budget {
+    fn stats(&self) -> Arc<IoStats> {
+        IoStats::with_budget(self.max_bytes, Some(self.max_time))
+    }
+}
+
+/// What the inspection of one guest found, with what it cost.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuestVerdict {
+    /// The boot disk as inspected.
+    pub disk: DiskInspection,
+    /// The Windows volume the verdict was read from (partition index; 0 = bare volume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub windows_partition: Option<u32>,
+    /// Readiness per target, the checks with evidence, and the hazards.
+    pub assessment: Assessment,
+    pub bytes_read: u64,
+    pub wall_time_ms: u64,
+    /// Bytes and reads per host file.
+    pub io: Vec<FileStats>,
+}
+
+impl GuestVerdict {
+    /// The verdict in the planner's terms.
+    pub fn readiness(&self) -> GuestReadiness {
+        let a = &self.assessment;
+        GuestReadiness {
+            blk: a.blk.clone(),
+            scsi: a.scsi.clone(),
+            nic: a.nic.clone(),
+            hazards: a
+                .hazards
+                .iter()
+                .map(|h| format!("{}: {}", h.kind(), h.evidence()))
+                .collect(),
+        }
+    }
+}
+
+/// Assess the boot disk of a domain, reading it with the format its XML declares.
+pub fn assess_domain(facts: &DomainFacts, budget: Budget) -> GuestVerdict {
+    let started = Instant::now();
+    let stats = budget.stats();
+    let machine = facts.machine_family;
+    let Some(disk) = facts.boot_disk() else {
+        return unknown_disk(
+            "-",
+            machine,
+            "the domain has no boot disk (it does not boot from a hard disk)".into(),
+            started,
+        );
+    };
+    let shown = disk.source.display();
+    let path = match &disk.source {
+        DiskSource::File { path } => path.clone(),
+        DiskSource::Block { dev } => dev.clone(),
+        DiskSource::Network { protocol, .. } => {
+            return unknown_disk(
+                &shown,
+                machine,
+                format!(
+                    "boot disk {} is a network disk ({protocol}): not readable offline",
+                    disk.target
+                ),
+                started,
+            )
+        }
+        DiskSource::Volume { pool, volume } => {
+            return unknown_disk(
+                &shown,
+                machine,
+                format!(
+                    "boot disk {} is storage-pool volume {pool}/{volume}: resolve it to a path (virsh vol-path) and run inspect on that",
+                    disk.target
+                ),
+                started,
+            )
+        }
+        DiskSource::Dir { .. } | DiskSource::None { .. } => {
+            return unknown_disk(
+                &shown,
+                machine,
+                format!("boot disk {} has no readable source", disk.target),
+                started,
+            )
+        }
+    };
+    let format = match disk.format.as_deref() {
+        Some(f) => match f.parse::<DiskFormat>() {
+            Ok(f) => f,
+            Err(e) => return unknown_disk(&shown, machine, e.to_string(), started),
+        },
+        None => {
+            return unknown_disk(
+                &shown,
+                machine,
+                format!(
+                    "boot disk {} declares no <driver type>: the format of a guest-writable disk is never guessed",
+                    disk.target
+                ),
+                started,
+            )
+        }
+    };
+    assess_path(
+        Path::new(&path),
+        format,
+        FormatSource::Declared,
+        machine,
+        &stats,
+        started,
+    )
+}
+
+/// Assess the disk at `path`, read as `format`, for a guest of the given machine family.
+pub fn assess_disk(
+    path: &Path,
+    format: DiskFormat,
+    format_source: FormatSource,
+    machine: MachineFamily,
+    budget: Budget,
+) -> GuestVerdict {
+    assess_path(
+        path,
+        format,
+        format_source,
+        machine,
+        &budget.stats(),
+        Instant::now(),
+    )
+}
+
+fn assess_path(
+    path: &Path,
+    format: DiskFormat,
+    format_source: FormatSource,
+    machine: MachineFamily,
+    stats: &Arc<IoStats>,
+    started: Instant,
+) -> GuestVerdict {
+    let shown = path.display().to_string();
+    let opened = match open_disk(path, format, stats) {
+        Ok(o) => o,
+        Err(e) => {
+            let mut v = unknown_disk(&shown, machine, format!("{e}"), started);
+            v.disk.format = Some(format);
+            v.disk.format_source = format_source;
+            v.bytes_read = stats.total_bytes();
+            v.io = stats.snapshot();
+            return v;
+        }
+    };
+    let (mut disk, volumes) = inspect_reader_keeping_windows(opened.reader);
+    disk.path = shown;
+    disk.format = Some(format);
+    disk.format_source = format_source;
+    disk.chain = opened.chain;
+
+    let layer_hazards = layer_hazards(&disk);
+    let mut incomplete: Vec<String> = disk
+        .hazards
+        .iter()
+        .filter_map(|h| match h {
+            DiskHazard::PartitionTable { problem } => Some(format!("partition table: {problem}")),
+            DiskHazard::UnreadableVolume { partition, reason } => {
+                Some(format!("partition {partition} unreadable: {reason}"))
+            }
+            _ => None,
+        })
+        .collect();
+
+    let (windows_partition, mut assessment) = match volumes.first() {
+        Some((index, vol)) => {
+            let root = disk
+                .volumes
+                .iter()
+                .find(|v| v.partition == *index)
+                .and_then(|v| v.windows.as_ref())
+                .map(|w| w.root.clone())
+                .unwrap_or_else(|| "Windows".to_string());
+            if volumes.len() > 1 {
+                incomplete.push(format!(
+                    "{} volumes hold a Windows root; the verdict is read from partition {index}",
+                    volumes.len()
+                ));
+            }
+            (Some(*index), assess(vol, &root, machine, &layer_hazards))
+        }
+        None => {
+            let why = no_windows_reason(&disk);
+            (None, Assessment::unknown("", machine, &why, &layer_hazards))
+        }
+    };
+    assessment.incomplete.extend(incomplete);
+
+    let bytes_read = stats.total_bytes();
+    if stats.budget_exceeded() {
+        let why = format!(
+            "budget exceeded: the inspection stopped after {bytes_read} bytes in {} ms",
+            millis(started.elapsed())
+        );
+        assessment =
+            Assessment::unknown(&assessment.system_root, machine, &why, &assessment.hazards);
+    }
+    GuestVerdict {
+        disk,
+        windows_partition,
+        assessment,
+        bytes_read,
+        wall_time_ms: millis(started.elapsed()),
+        io: stats.snapshot(),
+    }
+}
+
+/// Why no verdict could be read from a disk that has no Windows volume we can read.
+fn no_windows_reason(disk: &DiskInspection) -> String {
+    if let Some(u) = &disk.unknown {
+        return u.clone();
+    }
+    for h in &disk.hazards {
+        match h {
+            DiskHazard::BitLocker { partition } => {
+                return format!(
+                    "partition {partition} is BitLocker-encrypted: its content cannot be inspected offline"
+                )
+            }
+            DiskHazard::DynamicDisk => {
+                return "dynamic (LDM) disk: not supported as a system disk".to_string()
+            }
+            _ => {}
+        }
+    }
+    if disk.volumes.iter().any(|v| v.ntfs.is_some()) {
+        "no Windows system root (Windows/System32/config/SYSTEM) on any NTFS volume of the boot disk"
+            .to_string()
+    } else {
+        "no NTFS volume on the boot disk".to_string()
+    }
+}
+
+/// The hazards the image and partition layers found, in the verdict's terms.
+fn layer_hazards(disk: &DiskInspection) -> Vec<Hazard> {
+    disk.hazards
+        .iter()
+        .filter_map(|h| match h {
+            DiskHazard::BitLocker { partition } => Some(Hazard::BitLocker {
+                evidence: format!("partition {partition}: boot sector OEM id -FVE-FS-"),
+            }),
+            DiskHazard::DynamicDisk => Some(Hazard::DynamicDisk {
+                evidence: "the partition table holds LDM (dynamic disk) partitions".to_string(),
+            }),
+            DiskHazard::Hibernated { partition } => Some(Hazard::Hibernation {
+                evidence: format!("partition {partition}: hiberfil.sys begins with 'hibr'"),
+            }),
+            DiskHazard::DirtyVolume { partition } => Some(Hazard::FilesystemDirty {
+                evidence: format!("partition {partition}: NTFS $Volume dirty flag set"),
+            }),
+            DiskHazard::PartitionTable { .. } | DiskHazard::UnreadableVolume { .. } => None,
+        })
+        .collect()
+}
+
+fn unknown_disk(
+    shown: &str,
+    machine: MachineFamily,
+    why: String,
+    started: Instant,
+) -> GuestVerdict {
+    GuestVerdict {
+        disk: DiskInspection::unknown(shown, FormatSource::Declared, why.clone()),
+        windows_partition: None,
+        assessment: Assessment::unknown("", machine, &why, &[]),
+        bytes_read: 0,
+        wall_time_ms: millis(started.elapsed()),
+        io: Vec::new(),
+    }
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Assess many guests with at most `parallel` inspections at a time, keeping the input order.
+pub fn assess_many(guests: &[&DomainFacts], parallel: usize, budget: Budget) -> Vec<GuestVerdict> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<GuestVerdict>>> = Mutex::new(vec![None; guests.len()]);
+    let workers = parallel.clamp(1, guests.len().max(1));
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(facts) = guests.get(i) else { break };
+                // The readers never panic on bad input; should one still do so, that guest
+                // gets an unknown verdict instead of ending the whole scan.
+                let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    assess_domain(facts, budget)
+                }))
+                .unwrap_or_else(|_| {
+                    unknown_disk(
+                        "-",
+                        facts.machine_family,
+                        "internal error while inspecting this guest (a bug: please report it)"
+                            .into(),
+                        Instant::now(),
+                    )
+                });
+                let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(slot) = r.get_mut(i) {
+                    *slot = Some(v);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .zip(guests)
+        .map(|(v, f)| {
+            v.unwrap_or_else(|| {
+                unknown_disk(
+                    "-",
+                    f.machine_family,
+                    "the inspection did not complete".into(),
+                    Instant::now(),
+                )
+            })
+        })
+        .collect()
+}
