@@ -165,8 +165,16 @@ pub fn run_convert(global: &GlobalArgs, args: &crate::convert::ConvertArgs) -> a
             }
             Err(e) => return report(global, Err(e)),
         }
-        // The verdict is wired in by the inspection; until then the drivers are "not checked".
-        let planned = crate::convert::plan_domain(&conn, &args.domain, None, &args.plan_options())?;
+        // The offline verdict from the guest's boot disk decides what may move (a not-ready
+        // driver is a blocker that --force does not override).
+        let verdict = crate::convert::inspect_guest(&conn, &args.domain, args)?;
+        let readiness = verdict.as_ref().map(|v| v.readiness());
+        let planned = crate::convert::plan_domain(
+            &conn,
+            &args.domain,
+            readiness.as_ref(),
+            &args.plan_options(),
+        )?;
         let plan = planned.plan;
         if !global.quiet {
             eprint!("{}", crate::convert::render_human(&plan, false));
