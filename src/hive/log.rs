@@ -28,7 +28,7 @@ use super::marvin::{marvin32, REGISTRY_LOG_SEED};
 use crate::image::ReadAt;
 
 /// Granularity of recovered pages (the sector size the log formats are written in).
-const CHUNK: u64 = 512;
+pub const CHUNK: u64 = 512;
 /// Size of the fixed part of a new-format log entry.
 const ENTRY_HEADER: usize = 40;
 
@@ -49,16 +49,9 @@ impl Overlay {
         }
     }
 
-    /// Lay the recovered chunks over `page`, which holds the hive bins data at `bins_offset`.
-    pub fn apply(&self, bins_offset: u64, page: &mut [u8]) {
-        let first = bins_offset / CHUNK;
-        let count = page.len() as u64 / CHUNK;
-        for (index, chunk) in self.chunks.range(first..first + count) {
-            let at = ((index - first) * CHUNK) as usize;
-            if let Some(dst) = page.get_mut(at..at + chunk.len()) {
-                dst.copy_from_slice(chunk);
-            }
-        }
+    /// The recovered 512 bytes of chunk `index` (hive bins offset / 512), if a log supplied them.
+    pub fn chunk(&self, index: u64) -> Option<&[u8]> {
+        self.chunks.get(&index).map(|c| &c[..])
     }
 
     /// End (hive bins offset) of the highest recovered chunk, 0 when empty.
@@ -394,7 +387,10 @@ fn replay_old(
             ));
             continue;
         }
-        match read_dirty_pages(log) {
+        match read_dirty_pages(log).and_then(|(overlay, pages)| {
+            check_dirty_bins(&overlay, primary, log.base.hive_bins_size)?;
+            Ok((overlay, pages))
+        }) {
             Ok((overlay, pages)) => {
                 let mut base = if primary_base.checksum_ok {
                     primary_base.clone()
@@ -472,4 +468,69 @@ fn read_dirty_pages(log: &LogFile<'_>) -> Result<(Overlay, u32), String> {
         return Err("its dirty vector marks no page".into());
     }
     Ok((overlay, count))
+}
+
+/// The old-format rule for recovered hive bins: every dirty hive bin must be valid, or Windows
+/// stops recovery at it. A dirty 512-byte page at a 4 KiB boundary that carries an `hbin`
+/// signature must be a valid header (offset field equal to its own offset, size a positive
+/// multiple of 4096 inside the hive bins data); one without the signature, where the primary
+/// file has a hive bin header and no dirty bin that started earlier covers it, is a dirty bin
+/// that lost its header. Only the dirty pages themselves and, for those, one 32-byte read of the
+/// primary file are inspected.
+///
+/// Windows applies the dirty pages before the invalid bin and stops; a hive recovered that far is
+/// neither the old state nor the new one, so this reader does not use such a log at all (the
+/// error says where recovery would stop) and the hive counts as dirty without usable logs.
+fn check_dirty_bins(overlay: &Overlay, primary: &dyn ReadAt, bins_size: u32) -> Result<(), String> {
+    let mut dirty_bin_end = 0u64;
+    for (&index, chunk) in &overlay.chunks {
+        let at = index * CHUNK;
+        if !at.is_multiple_of(4096) {
+            continue;
+        }
+        let problem = if chunk.get(..4) == Some(b"hbin".as_slice()) {
+            let own_offset = u64::from(u32_at(chunk, 4));
+            let size = u64::from(u32_at(chunk, 8));
+            if own_offset != at {
+                Some(format!("its offset field is {own_offset:#x}"))
+            } else if size < 4096 || !size.is_multiple_of(4096) {
+                Some(format!(
+                    "its size {size} is not a positive multiple of 4096"
+                ))
+            } else if at + size > u64::from(bins_size) {
+                Some(format!(
+                    "its size {size} reaches past the hive bins data ({bins_size} bytes)"
+                ))
+            } else {
+                dirty_bin_end = at + size;
+                None
+            }
+        } else if at >= dirty_bin_end && primary_has_bin_at(primary, at) {
+            Some(
+                "its signature is not \"hbin\" but the primary file has a hive bin header there"
+                    .into(),
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let before = overlay.chunks.range(..index).count();
+            return Err(format!(
+                "the dirty hive bin at offset {:#x} is invalid ({problem}): recovery stops there, after {before} of {} dirty pages, and a partly recovered hive is not used",
+                BASE_BLOCK_LEN + at,
+                overlay.chunks.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the primary file holds a hive bin header (signature and own offset) at `bins_offset`.
+fn primary_has_bin_at(primary: &dyn ReadAt, bins_offset: u64) -> bool {
+    let mut head = [0u8; 8];
+    primary
+        .read_exact_at(&mut head, BASE_BLOCK_LEN + bins_offset)
+        .is_ok()
+        && &head[..4] == b"hbin"
+        && u64::from(u32_at(&head, 4)) == bins_offset
 }
