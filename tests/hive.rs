@@ -886,3 +886,150 @@ fn bad_primary_checksum_takes_the_base_block_from_the_newest_log() {
     let values = fixture(dir.path(), "values.hive");
     assert_same(&dump_mine(&hive), &dump_notatin(&values, &[]), "notatin");
 }
+
+#[test]
+fn old_format_log_with_an_invalid_dirty_hive_bin_is_not_used() {
+    let primary = fixture_bytes("dirty-old.hive");
+    let log = fixture_bytes("dirty-old.hive.LOG1");
+    // The dirty pages at hive bins offsets 0x1000 (the header of a bin the primary has) and
+    // 0x31d000 (a new bin past the primary's end), located by their headers.
+    let header_at = |bins_offset: u32| {
+        (512..log.len() - 8)
+            .step_by(512)
+            .find(|&p| &log[p..p + 4] == b"hbin" && u32_at(&log, p + 4) == bins_offset)
+            .unwrap()
+    };
+    let (existing, grown) = (header_at(0x1000), header_at(0x31d000));
+    for (at, bytes, why, file_offset) in [
+        (
+            existing,
+            b"xbin".to_vec(),
+            "primary file has a hive bin header",
+            0x2000,
+        ),
+        (
+            existing + 4,
+            0x2000u32.to_le_bytes().to_vec(),
+            "offset field",
+            0x2000,
+        ),
+        (
+            existing + 8,
+            100u32.to_le_bytes().to_vec(),
+            "size 100",
+            0x2000,
+        ),
+        (
+            grown + 8,
+            0x10_0000u32.to_le_bytes().to_vec(),
+            "reaches past",
+            0x31e000,
+        ),
+    ] {
+        let mut bad = log.clone();
+        bad[at..at + bytes.len()].copy_from_slice(&bytes);
+        let hive = Hive::open(Arc::new(primary.clone()), Some(Arc::new(bad)), None).unwrap();
+        let HiveState::DirtyNotReplayed { reason } = hive.state() else {
+            panic!("{why}: {:?}", hive.state())
+        };
+        assert!(
+            reason.contains(why) && reason.contains(&format!("offset {file_offset:#x}")),
+            "{reason}"
+        );
+        // What is read is the primary as it stands.
+        replayed_dump_matches("values.hive", &hive);
+    }
+}
+
+/// `good` with one more hive bin of `size` bytes (zeros after its header) appended to the hive
+/// bins data; returns the hive and the new bin's hive bins offset.
+fn with_extra_bin(good: &[u8], size: usize) -> (Vec<u8>, usize) {
+    let start = u32_at(good, 40) as usize;
+    let mut hive = good[..4096 + start].to_vec();
+    hive.resize(4096 + start + size, 0);
+    hive[4096 + start..4096 + start + 4].copy_from_slice(b"hbin");
+    put_u32(&mut hive, 4096 + start + 4, start as u32);
+    put_u32(&mut hive, 4096 + start + 8, size as u32);
+    put_u32(&mut hive, 40, (start + size) as u32);
+    fix_checksum(&mut hive);
+    (hive, start)
+}
+
+#[test]
+fn cell_and_value_count_limits() {
+    let good = fixture_bytes("values.hive");
+    let hive = open_bytes(good.clone()).unwrap();
+    let types = hive.key("Types").unwrap().unwrap().offset() as usize;
+    let small = vk_offset(&good, b"binary_small");
+
+    // A 66 MiB data cell (the hive has room for it in a 68 MiB bin): larger than any cell the
+    // reader accepts, refused before it is read.
+    let (mut bad, bin) = with_extra_bin(&good, 68 << 20);
+    let cell = bin + 32;
+    put_u32(&mut bad, 4096 + cell, (-(66i32 << 20)) as u32);
+    let unterminated = vk_offset(&good, b"sz_unterminated");
+    put_u32(&mut bad, 4096 + unterminated + 4 + 8, cell as u32);
+    let hive = open_bytes(bad).unwrap();
+    let key = hive.key("Types").unwrap().unwrap();
+    let err = hive.value(&key, "sz_unterminated").err().unwrap();
+    assert!(
+        matches!(err, HiveError::Limit { what: "cell size", offset, .. } if offset == 4096 + cell as u64),
+        "{err}"
+    );
+
+    // A key declaring more values than the limit, with a value list big enough to hold them
+    // (every element naming the same value): refused before the values are read.
+    let count = (1u32 << 20) + 1;
+    let (mut bad, bin) = with_extra_bin(&good, 5 << 20);
+    let list = bin + 32;
+    let list_size = (4 + 4 * count as usize).div_ceil(8) * 8;
+    put_u32(&mut bad, 4096 + list, (-(list_size as i32)) as u32);
+    for i in 0..count as usize {
+        put_u32(&mut bad, 4096 + list + 4 + 4 * i, small as u32);
+    }
+    put_u32(&mut bad, 4096 + types + 4 + 36, count);
+    put_u32(&mut bad, 4096 + types + 4 + 40, list as u32);
+    let hive = open_bytes(bad).unwrap();
+    let key = hive.key("Types").unwrap().unwrap();
+    for err in [
+        hive.values(&key).err().unwrap(),
+        hive.value(&key, "nothere").err().unwrap(),
+    ] {
+        assert!(
+            matches!(
+                err,
+                HiveError::Limit {
+                    what: "number of values",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn damaged_hive_bin_headers_give_errors_not_panics() {
+    let good = fixture_bytes("values.hive");
+    let bins = hive_bins(&good);
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for _ in 0..120 {
+        let mut bad = good.clone();
+        for _ in 0..3 {
+            // A byte of a bin header's signature, offset or size field, or of a page start.
+            let (start, size) = bins[next() as usize % bins.len()];
+            let page = start + (next() as usize % (size / 4096)) * 4096;
+            let at = 4096 + page + next() as usize % 12;
+            bad[at] = (next() >> 40) as u8;
+        }
+        if let Ok(hive) = open_bytes(bad) {
+            walk_everything(&hive);
+        }
+    }
+}

@@ -16,6 +16,22 @@
 //!   log applies when its "last written" timestamp equals the primary's (the first hive bin's
 //!   timestamp when the primary base block checksum is wrong); LOG1 is tried first.
 //!
+//! - Recovered hive bins. Old format: the spec has Windows verify every dirty hive bin (signature,
+//!   size of at least 4096, offset field matching the bin's place) and stop recovery at an invalid
+//!   one. This is done when the log is read, on the dirty pages alone (see `check_dirty_bins`),
+//!   but a log whose recovery would stop early is not used at all: the pages before the invalid
+//!   bin would leave the hive in neither its old nor its new state, so the hive is reported as
+//!   dirty without usable logs (with the offset where recovery stops) and read as it stands.
+//!   A dirty run that starts inside a bin whose header is not dirty is not checked here; its
+//!   header (the primary's) is checked when a cell in it is read.
+//!   New format: the spec has Windows replace an invalid recovered hive bin with a dummy (empty)
+//!   bin and carry on. This reader does not build dummy bins: which recovered pages start a bin
+//!   is only known by walking the hive bins, which a lazy reader does not do. Instead every cell
+//!   read is checked against the header of its hive bin after replay (signature, offset field,
+//!   size; see `bins.rs`), so a cell in a bin Windows would have emptied is an error naming the
+//!   bin's offset, where Windows would find the cell missing. Either way nothing in the invalid
+//!   bin is believed; the difference is an error (unknown verdict) instead of "not present".
+//!
 //! Replay never copies the hive: the recovered pages go into an [`Overlay`] (512-byte chunks,
 //! taken from the logs' bytes, so bounded by the logs' real sizes) that the cell reader lays over
 //! the primary file.
@@ -193,9 +209,10 @@ fn read_log_base(reader: &Arc<dyn ReadAt>) -> Result<BaseBlock, String> {
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    at.checked_add(4)
+        .and_then(|end| bytes.get(at..end))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -218,7 +235,11 @@ fn read_entries(log: &LogFile<'_>) -> Vec<LogEntry> {
         if entry_size < ENTRY_HEADER as u64 || entry_size % CHUNK != 0 || at + entry_size > size {
             break;
         }
-        let mut entry = vec![0u8; entry_size as usize];
+        // entry_size ≤ the log's real size, checked above.
+        let Ok(entry_len) = usize::try_from(entry_size) else {
+            break;
+        };
+        let mut entry = vec![0u8; entry_len];
         if log.reader.read_exact_at(&mut entry, at).is_err() {
             break;
         }
