@@ -6,9 +6,16 @@
 //! whole.
 //!
 //! Hive files are hostile input: every offset is checked against the hive bins size, cell sizes
-//! are validated, element counts are capped by the size of the cell that holds them, nested
-//! subkey lists are depth-limited with cycle detection, and no allocation is sized by an on-disk
-//! field before that field was checked against the real file size.
+//! are validated (at most [`MAX_VALUE_DATA`] + 8 bytes, and inside the hive bin that holds the
+//! cell, whose header is checked), element counts are capped by the size of the cell that holds
+//! them and by [`MAX_SUBKEYS`] / [`MAX_VALUES`], nested subkey lists are depth-limited with cycle
+//! detection, and no allocation is sized by an on-disk field before that field was checked
+//! against the real file size or one of these limits. Offsets are computed in u64 or with
+//! checked arithmetic.
+//!
+//! After log replay, a byte of the hive bins data that neither the primary file nor a log entry
+//! holds (a truncated primary) is an I/O error naming its offset when it is read, never zeros;
+//! pages the logs add past the primary's end (hive growth) read normally.
 //!
 //! Layouts follow the public "Windows registry file format specification" (msuhanov/regf).
 
@@ -167,7 +174,8 @@ impl Hive {
                 base,
                 bins_size,
             } => {
-                // Growth recorded by the logs counts only as far as the logs hold its pages.
+                // Growth recorded by the logs counts only as far as the logs hold its pages; a
+                // page inside that range that neither holds fails when read (see bins.rs).
                 let primary_bins = file_size.saturating_sub(BASE_BLOCK_LEN) / 4096 * 4096;
                 let readable = primary_bins.max(overlay.end());
                 let mut effective = base.clone();
