@@ -25,6 +25,9 @@ _virtio__migrate() {
             virtio__migrate,inspect)
                 cmd="virtio__migrate__subcmd__inspect"
                 ;;
+            virtio__migrate,rollback)
+                cmd="virtio__migrate__subcmd__rollback"
+                ;;
             virtio__migrate,scan)
                 cmd="virtio__migrate__subcmd__scan"
                 ;;
@@ -37,6 +40,9 @@ _virtio__migrate() {
             virtio__migrate__subcmd__help,inspect)
                 cmd="virtio__migrate__subcmd__help__subcmd__inspect"
                 ;;
+            virtio__migrate__subcmd__help,rollback)
+                cmd="virtio__migrate__subcmd__help__subcmd__rollback"
+                ;;
             virtio__migrate__subcmd__help,scan)
                 cmd="virtio__migrate__subcmd__help__subcmd__scan"
                 ;;
@@ -47,7 +53,7 @@ _virtio__migrate() {
 
     case "${cmd}" in
         virtio__migrate)
-            opts="-c -v -q -h -V --connect --json --verbose --quiet --color --help --version scan inspect convert help"
+            opts="-c -v -q -h -V --connect --json --verbose --quiet --color --help --version scan inspect convert rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -73,7 +79,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__convert)
-            opts="-d -o -c -v -q -h --domain --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --connect --json --verbose --quiet --color --help"
+            opts="-d -o -y -c -v -q -h --domain --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --no-start --verify-time --no-verify --resume --state-dir --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -107,6 +113,22 @@ _virtio__migrate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --shutdown-mode)
+                    COMPREPLY=($(compgen -W "auto acpi agent" -- "${cur}"))
+                    return 0
+                    ;;
+                --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --verify-time)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --connect)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
@@ -127,7 +149,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__help)
-            opts="scan inspect convert help"
+            opts="scan inspect convert rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -182,6 +204,20 @@ _virtio__migrate() {
             COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
             return 0
             ;;
+        virtio__subcmd__migrate__subcmd__help__subcmd__rollback)
+            opts=""
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
         virtio__subcmd__migrate__subcmd__help__subcmd__scan)
             opts=""
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 3 ]] ; then
@@ -213,6 +249,52 @@ _virtio__migrate() {
                     ;;
                 --machine)
                     COMPREPLY=($(compgen -W "pc q35" -- "${cur}"))
+                    return 0
+                    ;;
+                --connect)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --color)
+                    COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
+                    return 0
+                    ;;
+                *)
+                    COMPREPLY=()
+                    ;;
+            esac
+            COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+            return 0
+            ;;
+        virtio__subcmd__migrate__subcmd__rollback)
+            opts="-y -c -v -q -h --domain --backup --list --yes --shutdown-mode --shutdown-timeout --force-off --no-start --state-dir --connect --json --verbose --quiet --color --help"
+            if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
+                COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
+                return 0
+            fi
+            case "${prev}" in
+                --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --backup)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --shutdown-mode)
+                    COMPREPLY=($(compgen -W "auto acpi agent" -- "${cur}"))
+                    return 0
+                    ;;
+                --shutdown-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --connect)

@@ -34,8 +34,9 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s q -l quie
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s h -l help -d 'Print help'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s V -l version -d 'Print version'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "scan" -d 'List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs'
-complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "inspect" -d 'Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files'
-complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "convert" -d 'Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only'
+complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "inspect" -d 'Show what a disk image holds and whether its Windows can boot from virtio: layers, partitions, NTFS volumes, the Windows root, every driver check and the hazards'
+complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "convert" -d 'Switch one domain to virtio: plan, back up, shut down, define, cold start, verify, roll back on failure; with --dry-run show the plan and the diff only'
+complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "rollback" -d 'Restore a backed-up domain definition, or list the backups'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l parallel -d 'Inspect at most N disk images at a time' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
@@ -71,6 +72,12 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 always\t'Even when netkvm is not ready or not checked'
 never\t'Never'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s o -l output -d 'Write the planned definition to FILE (for the change ticket)' -r -F
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l shutdown-mode -d 'How to ask the guest to shut down: the guest agent then ACPI (auto), or only one' -r -f -a "auto\t'The guest agent when it answers, else the ACPI power button'
+acpi\t'The ACPI power button only'
+agent\t'The guest agent only'"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l shutdown-timeout -d 'Seconds to wait for the guest to power off (the request is re-sent every 10 s)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l verify-time -d 'Seconds the started guest must stay running (and its agent answer) before success' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l state-dir -d 'State directory (locks, backups, journals)' -r -F
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
@@ -79,11 +86,36 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l no-inspect -d 'Plan without reading the guest\'s disk image: the drivers count as not checked (a blocker unless --force)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l include-sata -d 'Also move hard disks on SATA (IDE ones always move)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l force -d 'Override the blockers that may be overridden (drivers not checked, managed domain)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s y -l yes -d 'Do not ask for confirmation (required when there is no terminal)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l force-off -d 'Destroy (power off) the guest when it has not shut down within the timeout'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l no-start -d 'Define the new definition but do not start the domain'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l no-verify -d 'Do not watch the started guest (risky: a guest that fails to boot is not rolled back)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l resume -d 'Finish an interrupted conversion of the domain (from its journal and backup) instead of planning'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l json -d 'Print one JSON document instead of the human report'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s v -l verbose -d 'More detail on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "scan" -d 'List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "inspect" -d 'Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "convert" -d 'Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l domain -d 'The domain (name, UUID or id)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l backup -d 'The backup id to restore (default: the unfinished run\'s, else the latest taken before a convert)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l shutdown-mode -d 'How to ask the guest to shut down: the guest agent then ACPI (auto), or only one' -r -f -a "auto\t'The guest agent when it answers, else the ACPI power button'
+acpi\t'The ACPI power button only'
+agent\t'The guest agent only'"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l shutdown-timeout -d 'Seconds to wait for the guest to power off (the request is re-sent every 10 s)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l state-dir -d 'State directory (locks, backups, journals)' -r -F
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
+always\t''
+never\t''"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l list -d 'List the backups (of --domain, or of all domains) instead of restoring'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s y -l yes -d 'Do not ask for confirmation (required when there is no terminal)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l force-off -d 'Destroy (power off) the guest when it has not shut down within the timeout'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l no-start -d 'Do not start the domain after restoring'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l json -d 'Print one JSON document instead of the human report'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s v -l verbose -d 'More detail on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s q -l quiet -d 'Only errors on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert rollback help" -f -a "scan" -d 'List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert rollback help" -f -a "inspect" -d 'Show what a disk image holds and whether its Windows can boot from virtio: layers, partitions, NTFS volumes, the Windows root, every driver check and the hazards'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert rollback help" -f -a "convert" -d 'Switch one domain to virtio: plan, back up, shut down, define, cold start, verify, roll back on failure; with --dry-run show the plan and the diff only'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert rollback help" -f -a "rollback" -d 'Restore a backed-up domain definition, or list the backups'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert rollback help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

@@ -52,10 +52,14 @@ pub enum ColorChoice {
 pub enum Command {
     /// List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs
     Scan(crate::scan::ScanArgs),
-    /// Show what a disk image holds: layers, partitions, NTFS volumes, the Windows root and its driver files
+    /// Show what a disk image holds and whether its Windows can boot from virtio: layers,
+    /// partitions, NTFS volumes, the Windows root, every driver check and the hazards
     Inspect(crate::inspect::InspectArgs),
-    /// Plan the switch of one domain to virtio; with --dry-run show the plan and the diff only
+    /// Switch one domain to virtio: plan, back up, shut down, define, cold start, verify, roll back
+    /// on failure; with --dry-run show the plan and the diff only
     Convert(crate::convert::ConvertArgs),
+    /// Restore a backed-up domain definition, or list the backups
+    Rollback(crate::lifecycle::cli::RollbackArgs),
 }
 
 impl GlobalArgs {
@@ -89,5 +93,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Scan(args) => crate::scan::run(&cli.global, args),
         Command::Convert(args) => crate::convert::run(&cli.global, args),
         Command::Inspect(args) => crate::inspect::run(args, &cli.global),
+        Command::Rollback(args) => crate::lifecycle::cli::run_rollback(&cli.global, args),
     }
 }

@@ -57,6 +57,9 @@ pub struct ConvertArgs {
     /// Write the planned definition to FILE (for the change ticket)
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
+    /// How the conversion runs (ignored with --dry-run)
+    #[command(flatten)]
+    pub lifecycle: crate::lifecycle::cli::LifecycleArgs,
 }
 
 impl ConvertArgs {
@@ -166,7 +169,7 @@ pub fn inspect_guest(
         .with_context(|| format!("reading the definition of {domain}"))?;
     let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
     Ok(Some(crate::guest::assess_domain(
-        &facts,
+        &crate::host::with_volume_paths(conn, &facts),
         crate::guest::Budget::default(),
     )))
 }
@@ -182,9 +185,7 @@ pub fn exit_code(plan: &Plan) -> i32 {
 /// Run `convert`.
 pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
     if !args.dry_run {
-        bail!(
-            "the conversion itself is not in this build; use --dry-run to see the plan and the diff"
-        );
+        return crate::lifecycle::cli::run_convert(global, args);
     }
     virt::error::clear_error_callback();
     let uri = global.uri();

@@ -351,6 +351,62 @@ impl Host {
                 HostError::about_domain(&name, "cannot read the domain definition", &e)
             })
     }
+
+    /// The local path of a storage-pool volume (`<disk type='volume'>`), when it has one: dir,
+    /// fs, netfs, logical and disk pools give a file or a block device; rbd, gluster and the
+    /// like do not, and an error says so.
+    pub fn volume_path(&self, pool: &str, volume: &str) -> Result<String, String> {
+        volume_path(&self.conn, pool, volume)
+    }
+
+    /// A copy of `facts` whose storage-pool volumes are replaced by their local paths, so the
+    /// image can be read; volumes that do not resolve stay as they are (their verdict says why).
+    pub fn with_volume_paths(
+        &self,
+        facts: &crate::domain::DomainFacts,
+    ) -> crate::domain::DomainFacts {
+        with_volume_paths(&self.conn, facts)
+    }
+}
+
+/// The local path of a storage-pool volume; see [`Host::volume_path`].
+pub fn volume_path(conn: &Connect, pool: &str, volume: &str) -> Result<String, String> {
+    let p = conn
+        .lookup_storage_pool_by_name(pool)
+        .map_err(|e| format!("storage pool {pool}: {}", e.message()))?;
+    let v = p
+        .lookup_storage_vol_by_name(volume)
+        .map_err(|e| format!("volume {volume} in pool {pool}: {}", e.message()))?;
+    let path = v
+        .path()
+        .map_err(|e| format!("path of volume {pool}/{volume}: {}", e.message()))?;
+    if !path.starts_with('/') {
+        return Err(format!(
+            "volume {pool}/{volume} is {path}, not a local file or device"
+        ));
+    }
+    Ok(path)
+}
+
+/// A copy of `facts` with storage-pool volumes resolved; see [`Host::with_volume_paths`].
+pub fn with_volume_paths(
+    conn: &Connect,
+    facts: &crate::domain::DomainFacts,
+) -> crate::domain::DomainFacts {
+    use crate::domain::DiskSource;
+    let mut out = facts.clone();
+    for d in out.disks.iter_mut() {
+        if let DiskSource::Volume { pool, volume } = &d.source {
+            if let Ok(path) = volume_path(conn, pool, volume) {
+                d.source = if path.starts_with("/dev/") {
+                    DiskSource::Block { dev: path }
+                } else {
+                    DiskSource::File { path }
+                };
+            }
+        }
+    }
+    out
 }
 
 /// `test:///ABS/PATH` points at a node file: check it before libvirt does, because libvirt's XML

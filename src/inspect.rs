@@ -396,7 +396,7 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         let xml = host.inactive_xml(&dom)?;
         let facts =
             crate::domain::parse_domain(&xml).map_err(|e| anyhow::anyhow!("domain {spec}: {e}"))?;
-        let verdict = guest::assess_domain(&facts, budget);
+        let verdict = guest::assess_domain(&host.with_volume_paths(&facts), budget);
         // The other hard disks, for the record (the verdict comes from the boot disk).
         let stats = IoStats::new();
         let boot_path = facts.boot_disk().map(|d| d.source.display());

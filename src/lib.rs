@@ -18,6 +18,7 @@ pub mod hive;
 pub mod host;
 pub mod image;
 pub mod inspect;
+pub mod lifecycle;
 pub mod plan;
 pub mod report;
 pub mod rewrite;

@@ -153,7 +153,12 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
     let host = Host::open(&global.uri(), Access::ReadOnly)?;
     let mut report = scan_host(&host, &args.domains, global.verbose)?;
     if !args.no_inspect {
-        add_verdicts(&mut report, usize::from(args.parallel), Budget::default());
+        add_verdicts(
+            &host,
+            &mut report,
+            usize::from(args.parallel),
+            Budget::default(),
+        );
     }
     if global.json {
         report::print_json(&report)?;
@@ -211,7 +216,7 @@ pub fn scan_host(host: &Host, specs: &[String], verbose: bool) -> Result<ScanRep
 
 /// Read the boot disk of every candidate (at most `parallel` at a time) and attach the verdict.
 /// A guest that cannot be inspected gets an `unknown` verdict; the scan always goes on.
-pub fn add_verdicts(report: &mut ScanReport, parallel: usize, budget: Budget) {
+pub fn add_verdicts(host: &Host, report: &mut ScanReport, parallel: usize, budget: Budget) {
     let wanted: Vec<usize> = report
         .domains
         .iter()
@@ -219,10 +224,12 @@ pub fn add_verdicts(report: &mut ScanReport, parallel: usize, budget: Budget) {
         .filter(|(_, e)| e.candidate && e.definition.is_some())
         .map(|(i, _)| i)
         .collect();
-    let facts: Vec<&DomainFacts> = wanted
+    let resolved: Vec<DomainFacts> = wanted
         .iter()
         .filter_map(|&i| report.domains[i].definition.as_ref())
+        .map(|f| host.with_volume_paths(f))
         .collect();
+    let facts: Vec<&DomainFacts> = resolved.iter().collect();
     let verdicts = guest::assess_many(&facts, parallel, budget);
     for (i, v) in wanted.into_iter().zip(verdicts) {
         if let Some(e) = report.domains.get_mut(i) {
@@ -664,15 +671,24 @@ fn verdict_note(name: &str, v: &ScanVerdict, palette: &Palette) -> String {
         ));
         unknown_said = Some(whys[0].to_string());
     }
+    // virtio-scsi is the alternative bus: its failures matter only when virtio-blk is not ready.
+    let scsi_matters = v.blk != Readiness::Ready;
     for (label, r) in [
         ("virtio-blk (viostor)", &v.blk),
         ("virtio-scsi (vioscsi)", &v.scsi),
         ("virtio-net (netkvm)", &v.nic),
     ] {
         match r {
-            Readiness::Ready => {}
+            Readiness::Ready => {
+                if label.starts_with("virtio-scsi") && scsi_matters {
+                    out.push_str(&format!(
+                        "{name}: {label} ready: convert --bus scsi can move the disks\n"
+                    ));
+                }
+            }
+            Readiness::NotReady { .. } if label.starts_with("virtio-scsi") && !scsi_matters => {}
             Readiness::NotReady { failed } => out.push_str(&format!(
-                "{name}: {label} {}: {}\n",
+                "{name}: {label} {}; failed checks: {}\n",
                 palette.paint("not ready", Tone::Bad),
                 failed.join("; ")
             )),

@@ -120,9 +120,26 @@ fn nothing_to_do_errors_and_colour() {
     assert!(out.stdout.contains("nothing to do"));
     assert!(!out.stdout.contains("---"));
 
-    let out = convert(&node, &["--domain", "win2k8r2-app01"]);
-    assert_eq!(out.code, 1);
-    assert!(out.stderr.contains("use --dry-run"), "{}", out.stderr);
+    // Without --dry-run the conversion runs the lifecycle, which refuses a blocked plan before
+    // it writes anything.
+    let state = dir.path().join("state");
+    let out = convert(
+        &node,
+        &[
+            "--domain",
+            "win2k8r2-app01",
+            "--yes",
+            "--state-dir",
+            state.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("is blocked (nothing was changed)"),
+        "{}",
+        out.stderr
+    );
+    assert!(!state.join("backups").exists());
 
     let out = convert(&node, &["--domain", "no-such-domain", "--dry-run"]);
     assert_eq!(out.code, 1);

@@ -47,8 +47,9 @@ The same for a remote host, as one JSON document.
 Show the conversion plan and the diff of the definition, write the planned definition for the
 change ticket, change nothing on the host.
 .TP
-\fBvirtio\-migrate \-c test:///$PWD/fixtures/hosts/demo.xml scan\fR
-The bundled demo host (libvirt's test driver; run from the source tree).
+\fBvirtio\-migrate \-c "$(fixtures/hosts/make\-demo.sh)" scan\fR
+The bundled demo host (libvirt's test driver; run from the source tree: the script writes it
+to target/demo with absolute paths and prints its URI).
 .SH "SEE ALSO"
 \fBvirsh\fR(1), \fBvirt\-xml\fR(1)
 "#;

@@ -29,7 +29,7 @@ fn image_file(name: &str) -> (PathBuf, DiskFormat) {
     }
 }
 
-const ALL: [&str; 10] = [
+const ALL: [&str; 17] = [
     "mbr-sysreserved",
     "gpt-uefi",
     "gpt-zstd-l2",
@@ -40,6 +40,13 @@ const ALL: [&str; 10] = [
     "bitlocker",
     "hibernated",
     "dynamic",
+    "win2k8r2-start3",
+    "static-ip",
+    "dirty-system",
+    "win10-novirtio",
+    "netkvm-driverstore",
+    "debian12",
+    "blank-data",
 ];
 
 struct ManifestLine {
@@ -113,10 +120,12 @@ fn flattened_disks_match_what_the_script_wrote() {
 fn every_file_the_script_wrote_reads_back_identically() {
     let m = manifest();
     let mut checked = 0;
+    let mut expected = 0;
     for name in ALL {
         let disk = open(name);
         let d = inspect_reader(disk.clone());
         for l in m[name].iter().filter(|l| l.part.is_some()) {
+            expected += 1;
             let fs = volume(&disk, &d, l.part.unwrap());
             let entry = fs
                 .lookup(&l.path)
@@ -133,6 +142,7 @@ fn every_file_the_script_wrote_reads_back_identically() {
                     .err()
                     .expect("a compressed file is refused");
                 assert!(format!("{err:#}").contains("compressed"), "{err:#}");
+                expected -= 1;
                 continue;
             }
             let f = fs.open(&l.path).unwrap();
@@ -140,6 +150,7 @@ fn every_file_the_script_wrote_reads_back_identically() {
             checked += 1;
         }
     }
+    assert_eq!(checked, expected);
     assert!(checked > 100, "only {checked} files checked");
 }
 
@@ -171,21 +182,32 @@ fn compressed_file_is_refused_and_sparse_file_reads_zeros() {
         .is_none());
 }
 
-/// Drivers and packages per scenario, as the script's table says, from the manifest.
+/// The system root, driver files, driver packages and hives the inspection reports, against what
+/// the script wrote (from the scenario's files.txt, as recorded in the manifest). Paths are
+/// compared without regard to case: a scenario may spell its root `WINDOWS/system32/DRIVERS`.
 fn expect_drivers(
     m: &[ManifestLine],
     part: u32,
     root: &virtio_migrate::image::windows_root::WindowsRoot,
 ) {
+    let lines = || m.iter().filter(|l| l.part == Some(part));
+    // The root as spelled on disk: the first component of the SYSTEM hive's path.
+    let system = lines()
+        .find(|l| {
+            l.path
+                .to_ascii_lowercase()
+                .ends_with("/system32/config/system")
+        })
+        .expect("the script wrote a SYSTEM hive");
+    assert_eq!(Some(root.root.as_str()), system.path.split('/').next());
+    let r = root.root.to_ascii_lowercase();
     for d in ["viostor", "vioscsi", "netkvm"] {
-        let sys = format!("Windows/System32/drivers/{d}.sys");
-        let want = m.iter().any(|l| l.part == Some(part) && l.path == sys);
+        let sys = format!("{r}/system32/drivers/{d}.sys");
+        let want = lines().any(|l| l.path.eq_ignore_ascii_case(&sys));
         let got = root.file(&format!("System32/drivers/{d}.sys")).unwrap();
         assert_eq!(got.present, want, "{sys}");
-        let pkg = format!("Windows/System32/DriverStore/FileRepository/{d}.inf_");
-        let want_pkg = m
-            .iter()
-            .any(|l| l.part == Some(part) && l.path.starts_with(&pkg));
+        let pkg = format!("{r}/system32/driverstore/filerepository/{d}.inf_");
+        let want_pkg = lines().any(|l| l.path.to_ascii_lowercase().starts_with(&pkg));
         let got_pkg = root.driver_packages.iter().find(|p| p.driver == d).unwrap();
         assert_eq!(!got_pkg.folders.is_empty(), want_pkg, "{pkg}");
     }
@@ -196,8 +218,8 @@ fn expect_drivers(
         "SYSTEM.LOG2",
         "SOFTWARE.LOG1",
     ] {
-        let path = format!("Windows/System32/config/{h}");
-        let line = m.iter().find(|l| l.part == Some(part) && l.path == path);
+        let path = format!("{r}/system32/config/{h}");
+        let line = lines().find(|l| l.path.eq_ignore_ascii_case(&path));
         let got = root.file(&format!("System32/config/{h}")).unwrap();
         assert_eq!(got.present, line.is_some(), "{path}");
         assert_eq!(got.size, line.map(|l| l.size), "{path}");
@@ -208,7 +230,7 @@ fn expect_drivers(
 fn every_fixture_walks_correctly() {
     let m = manifest();
     // (image, scheme, sector size, partitions, Windows partition)
-    let cases: [(&str, PartitionScheme, u32, usize, Option<u32>); 10] = [
+    let cases: [(&str, PartitionScheme, u32, usize, Option<u32>); 16] = [
         ("mbr-sysreserved", PartitionScheme::Mbr, 512, 2, Some(2)),
         ("gpt-uefi", PartitionScheme::Gpt, 512, 4, Some(3)),
         ("gpt-zstd-l2", PartitionScheme::Gpt, 512, 4, Some(3)),
@@ -219,6 +241,12 @@ fn every_fixture_walks_correctly() {
         ("bitlocker", PartitionScheme::Mbr, 512, 2, None),
         ("hibernated", PartitionScheme::Mbr, 512, 4, Some(1)),
         ("dynamic", PartitionScheme::Mbr, 512, 1, None),
+        ("win2k8r2-start3", PartitionScheme::Mbr, 512, 2, Some(2)),
+        ("static-ip", PartitionScheme::Mbr, 512, 1, Some(1)),
+        ("dirty-system", PartitionScheme::Mbr, 512, 2, Some(2)),
+        ("win10-novirtio", PartitionScheme::Mbr, 512, 2, Some(2)),
+        ("netkvm-driverstore", PartitionScheme::Gpt, 512, 3, Some(3)),
+        ("debian12", PartitionScheme::Mbr, 512, 1, None),
     ];
     for (name, scheme, ss, nparts, win) in cases {
         let d = inspect(name);
@@ -232,7 +260,6 @@ fn every_fixture_walks_correctly() {
         if let Some(p) = win {
             let v = d.volumes.iter().find(|v| v.partition == p).unwrap();
             let root = v.windows.as_ref().unwrap();
-            assert_eq!(root.root, "Windows");
             assert!(root.warnings.is_empty(), "{name}: {:?}", root.warnings);
             expect_drivers(&m[name], p, root);
         }
@@ -243,6 +270,9 @@ fn every_fixture_walks_correctly() {
                 DiskHazard::Hibernated { partition: 1 },
             ],
             "dynamic" => vec![DiskHazard::DynamicDisk],
+            // Windows 10's Fast Startup leaves hiberfil.sys saying "HIBR" (files.txt).
+            "bare-ntfs" => vec![DiskHazard::Hibernated { partition: 0 }],
+            "win10-novirtio" => vec![DiskHazard::Hibernated { partition: 2 }],
             _ => vec![],
         };
         assert_eq!(d.hazards, expected_hazards, "{name}");
@@ -291,6 +321,28 @@ fn every_fixture_walks_correctly() {
     let d = inspect("bitlocker");
     assert_eq!(d.volumes[1].fs, FsKind::BitLocker);
     assert!(d.volumes[1].ntfs.is_none());
+    // The system root keeps its spelling on disk (the 2008 R2 upgrade-style "WINDOWS").
+    for name in ["cloudstack-template", "win2k8r2-start3"] {
+        let d = inspect(name);
+        let root = d
+            .windows_volumes()
+            .next()
+            .unwrap()
+            .windows
+            .as_ref()
+            .unwrap();
+        assert_eq!(root.root, "WINDOWS", "{name}");
+    }
+    // A Linux disk: the ext4 partition is read as an unknown file system, no Windows, no hazard.
+    let d = inspect("debian12");
+    assert_eq!(d.volumes.len(), 1);
+    assert_eq!(d.volumes[0].fs, FsKind::Unknown);
+    assert!(d.volumes[0].error.is_none());
+    // An empty disk (qemu-img create): nothing recognised, so the inspection says unknown.
+    let (path, format) = image_file("blank-data");
+    let d = inspect_disk(&path, format, FormatSource::Operator, &IoStats::new());
+    assert!(d.volumes.is_empty());
+    assert!(d.unknown.is_some(), "{d:?}");
 }
 
 #[test]

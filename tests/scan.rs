@@ -1,16 +1,19 @@
 //! `virtio-migrate scan` end to end: the built binary against the bundled demo host
-//! (fixtures/hosts/demo.xml, served by libvirt's test driver, in memory, no daemon), and against
-//! hosts that cannot be reached.
+//! (fixtures/hosts/demo.xml.in and demo/*.xml written out with absolute paths by tests/support,
+//! served by libvirt's test driver, in memory, no daemon), and against hosts that cannot be
+//! reached.
+
+mod support;
 
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
 
-const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+use support::ROOT;
 
-/// The URI of the demo host: test:///ABS/PATH/fixtures/hosts/demo.xml.
+/// The URI of the demo host: test:///ABS/PATH/demo.xml (written for this test process).
 fn demo_uri() -> String {
-    format!("test://{ROOT}/fixtures/hosts/demo.xml")
+    support::demo_uri().to_string()
 }
 
 /// What one run of the binary left behind.
@@ -78,24 +81,28 @@ fn strings(v: &Value, f: impl Fn(&Value) -> &Value) -> Vec<String> {
 }
 
 const DEMO_TABLE: &str = "\
-CANDIDATE       NAME                 STATE     PERSISTENCE  PLATFORM          WINDOWS HINTS            BOOT DISK              NICS     MANAGED BY
-ide boot, nic   i-2-34-VM            running   transient    kvm i440fx bios   localtime +1             hda ide qcow2 file     e1000    Apache CloudStack
-ide boot, nic   instance-0000002a    running   persistent   kvm i440fx bios   hyperv +2                hda ide qcow2 file     e1000    OpenStack Nova
-sata boot, nic  win10-q35            running   persistent   kvm q35 bios      libosinfo win/10 +4      sda sata qcow2 file    e1000e   -
-sata boot, nic  win2019-uefi         running   persistent   kvm q35 uefi      libosinfo win/2k19 +4    sda sata qcow2 file    e1000e   -
-ide boot        win2k12r2-bootorder  running   persistent   kvm i440fx bios   libosinfo win/2k12r2 +3  hda ide qcow2 file     virtio   -
-ide boot, nic   win2k3-legacy        shut off  persistent   kvm i440fx bios   libosinfo win/2k3 +2     hda ide raw file       rtl8139  -
-ide boot        win2k8-rbd           running   persistent   kvm i440fx bios   libosinfo win/2k8 +2     hda ide raw rbd        virtio   -
-ide boot, nic   win7-volume          paused    persistent   kvm i440fx bios   libosinfo win/7 +4       hda ide qcow2 volume   rtl8139  -
-ide boot, nic   winxp-nomodel        running   persistent   qemu i440fx bios  libosinfo win/xp +1      hda ide qcow2 file     (none)   -
-no              centos7-old          shut off  persistent   kvm i440fx bios   -                        hda ide raw block      e1000    -
-no              debian12-web         running   persistent   kvm q35 bios      -                        vda virtio qcow2 file  virtio   -
-no              win2k16-virtio       running   persistent   kvm i440fx bios   libosinfo win/2k16 +4    vda virtio qcow2 file  virtio   -
+CANDIDATE       NAME                  STATE     PERSISTENCE  PLATFORM          WINDOWS HINTS            BOOT DISK              NICS     MANAGED BY
+ide boot, nic   db-static01           running   persistent   kvm i440fx bios   libosinfo win/2k8r2 +2   hda ide qcow2 file     e1000    -
+sata boot, nic  dev-win11             running   persistent   kvm q35 uefi      libosinfo win/11 +6      sda sata qcow2 file    e1000e   -
+ide boot, nic   i-2-34-VM             running   transient    kvm i440fx bios   localtime +1             hda ide qcow2 file     e1000    Apache CloudStack
+ide boot, nic   instance-0000002a     running   persistent   kvm i440fx bios   hyperv +2                hda ide qcow2 file     e1000    OpenStack Nova
+ide boot, nic   legacy-app01          running   persistent   kvm i440fx bios   libosinfo win/2k8r2 +4   hda ide qcow2 file     e1000    -
+sata boot, nic  win10-q35             running   persistent   kvm q35 bios      libosinfo win/10 +5      sda sata qcow2 file    e1000e   -
+sata boot, nic  win2019-uefi          running   persistent   kvm q35 uefi      libosinfo win/2k19 +5    sda sata qcow2 file    e1000e   -
+ide boot        win2k12r2-bootorder   running   persistent   kvm i440fx bios   libosinfo win/2k12r2 +3  hda ide qcow2 file     virtio   -
+ide boot, nic   win2k12r2-hibernated  running   persistent   qemu i440fx bios  libosinfo win/2k12r2 +2  hda ide qcow2 file     (none)   -
+ide boot, nic   win2k16-bitlocker     running   persistent   kvm i440fx bios   libosinfo win/2k16 +5    hda ide qcow2 file     e1000    -
+ide boot, nic   win2k3-legacy         shut off  persistent   kvm i440fx bios   libosinfo win/2k3 +2     hda ide raw file       rtl8139  -
+ide boot        win2k8-rbd            running   persistent   kvm i440fx bios   libosinfo win/2k8 +2     hda ide raw rbd        virtio   -
+ide boot, nic   win7-volume           paused    persistent   kvm i440fx bios   libosinfo win/7 +4       hda ide qcow2 volume   rtl8139  -
+no              centos7-old           shut off  persistent   kvm i440fx bios   -                        hda ide raw block      e1000    -
+no              debian12-web          running   persistent   kvm q35 bios      -                        vda virtio qcow2 file  virtio   -
+no              win2k16-virtio        running   persistent   kvm q35 uefi      libosinfo win/2k16 +4    vda virtio qcow2 file  virtio   -
 
 i-2-34-VM: managed by Apache CloudStack — a libvirt edit does not last; in CloudStack, set the VM details rootDiskController=virtio (or scsi) and nicAdapter=virtio on VM i-2-34-VM (or change its OS type to \"Windows PV\"), then stop and start it through CloudStack
-instance-0000002a: managed by OpenStack Nova — a libvirt edit does not last; set the image properties hw_disk_bus=virtio (or scsi) and hw_vif_model=virtio on the image of instance \"win2k12-app01\" (or rebuild it from such an image), then stop and start it through Nova
+instance-0000002a: managed by OpenStack Nova — a libvirt edit does not last; set the image properties hw_disk_bus=virtio (or scsi) and hw_vif_model=virtio on the image of instance \"seed-2k8r2\" (or rebuild it from such an image), then stop and start it through Nova
 
-12 domains, 9 candidates (7 IDE boot, 2 SATA boot, 7 emulated NIC)
+16 domains, 13 candidates (10 IDE boot, 3 SATA boot, 11 emulated NIC)
 ";
 
 #[test]
@@ -160,23 +167,27 @@ fn json_document_shape_and_summary() {
     assert_eq!(r["uri"], demo_uri());
     assert_eq!(
         r["summary"],
-        serde_json::json!({"domains": 12, "candidates": 9, "ide_boot": 7, "sata_boot": 2,
-                           "emulated_nic": 7, "errors": 0})
+        serde_json::json!({"domains": 16, "candidates": 13, "ide_boot": 10, "sata_boot": 3,
+                           "emulated_nic": 11, "errors": 0})
     );
     // Same order as the table: candidates first, by name.
     let names = strings(&r["domains"], |d| &d["name"]);
     assert_eq!(
         names,
         [
+            "db-static01",
+            "dev-win11",
             "i-2-34-VM",
             "instance-0000002a",
+            "legacy-app01",
             "win10-q35",
             "win2019-uefi",
             "win2k12r2-bootorder",
+            "win2k12r2-hibernated",
+            "win2k16-bitlocker",
             "win2k3-legacy",
             "win2k8-rbd",
             "win7-volume",
-            "winxp-nomodel",
             "centos7-old",
             "debian12-web",
             "win2k16-virtio"
@@ -214,7 +225,8 @@ fn cloudstack_windows_2008r2_guest() {
     );
     assert_eq!(
         d["boot_disk"]["source"],
-        serde_json::json!({"type": "file", "path": "fixtures/images/i-2-34-VM-root.qcow2"})
+        serde_json::json!({"type": "file",
+                           "path": format!("{ROOT}/fixtures/images/cloudstack-overlay.qcow2")})
     );
     assert_eq!(d["boot_disk"]["bus"], "ide");
     assert_eq!(d["boot_disk"]["target"], "hda");
@@ -382,11 +394,8 @@ fn nova_instance_and_nic_without_model() {
         .as_str()
         .unwrap()
         .contains("hw_disk_bus=virtio"));
-    assert!(m["durable_change"]
-        .as_str()
-        .unwrap()
-        .contains("win2k12-app01"));
-    let xp = domain(&r, "winxp-nomodel");
+    assert!(m["durable_change"].as_str().unwrap().contains("seed-2k8r2"));
+    let xp = domain(&r, "win2k12r2-hibernated");
     assert_eq!(xp["definition"]["domain_type"], "qemu");
     assert_eq!(xp["definition"]["nics"][0]["model"], Value::Null);
     assert_eq!(xp["definition"]["nics"][0]["kind"], "user");
@@ -456,9 +465,11 @@ fn details_list_every_disk_and_nic() {
             "  platform: kvm i440fx bios (machine pc)",
             "  windows hint: localtime: clock offset='localtime'",
             "  windows hint: text: description: Windows Server 2008 R2 (64-bit)",
-            "  disk hda ide qcow2 fixtures/images/i-2-34-VM-root.qcow2  [boot disk]",
+            &format!(
+                "  disk hda ide qcow2 {ROOT}/fixtures/images/cloudstack-overlay.qcow2  [boot disk]"
+            ),
             "  cdrom hdc ide raw -",
-            "  disk vdb virtio qcow2 fixtures/images/i-2-34-VM-data.qcow2",
+            &format!("  disk vdb virtio qcow2 {ROOT}/fixtures/images/blank-data.qcow2"),
             "  nic bridge e1000 02:00:4c:5e:00:21 cloudbr0  [emulated]",
         ]
     );
@@ -539,18 +550,58 @@ fn usage_errors_exit_2() {
 
 #[test]
 fn the_demo_host_references_only_files_in_the_repository() {
-    // Every domain of the node file exists, and every file-backed disk points into fixtures/.
-    let node = std::fs::read_to_string(Path::new(ROOT).join("fixtures/hosts/demo.xml")).unwrap();
+    // Every domain of the node file is listed, and every file-backed disk is an absolute path to
+    // an image fixtures/make-images.sh built — except the Windows 2003 guest's, which is absent
+    // on purpose (no 2003 registry scenario exists: its verdict is honestly unknown).
+    let node = std::fs::read_to_string(Path::new(ROOT).join("fixtures/hosts/demo.xml.in")).unwrap();
     let r = scan_json(&[]);
-    assert_eq!(node.matches("<domain file=").count(), 12);
+    assert_eq!(node.matches("<domain file=").count(), 16);
+    assert_eq!(r["domains"].as_array().unwrap().len(), 16);
+    let images = format!("{ROOT}/fixtures/images/");
+    let mut files = 0;
     for d in r["domains"].as_array().unwrap() {
         for disk in d["definition"]["disks"].as_array().unwrap() {
             if disk["source"]["type"] == "file" {
                 let path = disk["source"]["path"].as_str().unwrap();
-                assert!(path.starts_with("fixtures/"), "{}: {path}", d["name"]);
+                assert!(path.starts_with(&images), "{}: {path}", d["name"]);
+                let missing = d["name"] == "win2k3-legacy";
+                assert_eq!(Path::new(path).is_file(), !missing, "{}: {path}", d["name"]);
+                files += 1;
             }
         }
     }
+    assert_eq!(files, 15);
+}
+
+#[test]
+fn the_demo_domains_pass_libvirts_schema() {
+    // What libvirt itself would accept (VIR_DOMAIN_DEFINE_VALIDATE), with the test driver's own
+    // markers (<test:runstate>, <test:transient>) taken out: they are not part of the schema.
+    let dir = std::path::PathBuf::from(support::demo_uri().trim_start_matches("test://"));
+    let dir = dir.parent().unwrap().join("demo");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "xml") {
+            continue;
+        }
+        let xml: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("<test:"))
+            .map(|l| {
+                l.replace(
+                    " xmlns:test='http://libvirt.org/schemas/domain/test/1.0'",
+                    "",
+                ) + "\n"
+            })
+            .collect();
+        assert!(!xml.contains("@FIXTURES@"), "{}", path.display());
+        virtio_migrate::validate::schema(&xml)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        checked += 1;
+    }
+    assert_eq!(checked, 16);
 }
 
 /// Run the binary on a pseudo-terminal (util-linux `script`, in every Debian) and return what
@@ -576,7 +627,7 @@ fn run_on_terminal(args: &str, no_color: Option<&str>) -> String {
 
 #[test]
 fn colour_on_a_terminal_unless_no_color() {
-    let args = format!("-c {} scan winxp-nomodel", demo_uri());
+    let args = format!("-c {} scan win2k12r2-hibernated", demo_uri());
     let tty = run_on_terminal(&args, None);
     assert!(tty.contains("\x1b[31mide boot, nic\x1b[0m"), "{tty:?}");
     assert!(tty.contains("\x1b[31m(none)\x1b[0m"), "{tty:?}");
