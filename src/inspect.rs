@@ -414,6 +414,10 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         wall_time_ms: started.elapsed().as_millis(),
     });
     let unreadable = verdict.disk.unknown.is_some();
+    // A named file that cannot be read as a disk at all is an error of one line, not a report.
+    if let (Some(path), Some(why), false) = (&args.path, &verdict.disk.unknown, global.json) {
+        anyhow::bail!("cannot inspect {}: {why}", path.display());
+    }
     let mut disks = vec![verdict.disk];
     disks.append(&mut others);
     let report = InspectReport {

@@ -671,15 +671,24 @@ fn verdict_note(name: &str, v: &ScanVerdict, palette: &Palette) -> String {
         ));
         unknown_said = Some(whys[0].to_string());
     }
+    // virtio-scsi is the alternative bus: its failures matter only when virtio-blk is not ready.
+    let scsi_matters = v.blk != Readiness::Ready;
     for (label, r) in [
         ("virtio-blk (viostor)", &v.blk),
         ("virtio-scsi (vioscsi)", &v.scsi),
         ("virtio-net (netkvm)", &v.nic),
     ] {
         match r {
-            Readiness::Ready => {}
+            Readiness::Ready => {
+                if label.starts_with("virtio-scsi") && scsi_matters {
+                    out.push_str(&format!(
+                        "{name}: {label} ready: convert --bus scsi can move the disks\n"
+                    ));
+                }
+            }
+            Readiness::NotReady { .. } if label.starts_with("virtio-scsi") && !scsi_matters => {}
             Readiness::NotReady { failed } => out.push_str(&format!(
-                "{name}: {label} {}: {}\n",
+                "{name}: {label} {}; failed checks: {}\n",
                 palette.paint("not ready", Tone::Bad),
                 failed.join("; ")
             )),

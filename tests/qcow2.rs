@@ -430,17 +430,26 @@ fn internal_snapshots_read_the_active_state() {
 #[test]
 fn encrypted_images_are_refused() {
     let w = Workdir::new();
-    w.qemu_img(&[
-        "create",
-        "-f",
-        "qcow2",
-        "--object",
-        "secret,id=sec0,data=hunter2",
-        "-o",
-        "encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time=10",
-        "luks.qcow2",
-        "1M",
-    ]);
+    // qemu-img times its PBKDF2 iterations from CPU usage and fails with "Unable to get accurate
+    // CPU usage" when a loaded machine gives it none to measure: try a few times, with more time.
+    let made = ["100", "500", "1000"].iter().any(|ms| {
+        Command::new("qemu-img")
+            .current_dir(w.dir.path())
+            .args([
+                "create",
+                "-f",
+                "qcow2",
+                "--object",
+                "secret,id=sec0,data=hunter2",
+                "-o",
+                &format!("encrypt.format=luks,encrypt.key-secret=sec0,encrypt.iter-time={ms}"),
+                "luks.qcow2",
+                "1M",
+            ])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    assert!(made, "qemu-img could not create a LUKS-encrypted qcow2");
     let e = open(&w.path("luks.qcow2"), DiskFormat::Qcow2)
         .err()
         .unwrap();

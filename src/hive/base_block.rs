@@ -29,10 +29,10 @@ pub struct BaseBlock {
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .unwrap_or(0)
+    at.checked_add(4)
+        .and_then(|end| bytes.get(at..end))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
 /// The XOR-32 checksum of the first 508 bytes: 0 is stored as 1 and 0xFFFFFFFF as 0xFFFFFFFE.

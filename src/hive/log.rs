@@ -16,6 +16,22 @@
 //!   log applies when its "last written" timestamp equals the primary's (the first hive bin's
 //!   timestamp when the primary base block checksum is wrong); LOG1 is tried first.
 //!
+//! - Recovered hive bins. Old format: the spec has Windows verify every dirty hive bin (signature,
+//!   size of at least 4096, offset field matching the bin's place) and stop recovery at an invalid
+//!   one. This is done when the log is read, on the dirty pages alone (see `check_dirty_bins`),
+//!   but a log whose recovery would stop early is not used at all: the pages before the invalid
+//!   bin would leave the hive in neither its old nor its new state, so the hive is reported as
+//!   dirty without usable logs (with the offset where recovery stops) and read as it stands.
+//!   A dirty run that starts inside a bin whose header is not dirty is not checked here; its
+//!   header (the primary's) is checked when a cell in it is read.
+//!   New format: the spec has Windows replace an invalid recovered hive bin with a dummy (empty)
+//!   bin and carry on. This reader does not build dummy bins: which recovered pages start a bin
+//!   is only known by walking the hive bins, which a lazy reader does not do. Instead every cell
+//!   read is checked against the header of its hive bin after replay (signature, offset field,
+//!   size; see `bins.rs`), so a cell in a bin Windows would have emptied is an error naming the
+//!   bin's offset, where Windows would find the cell missing. Either way nothing in the invalid
+//!   bin is believed; the difference is an error (unknown verdict) instead of "not present".
+//!
 //! Replay never copies the hive: the recovered pages go into an [`Overlay`] (512-byte chunks,
 //! taken from the logs' bytes, so bounded by the logs' real sizes) that the cell reader lays over
 //! the primary file.
@@ -28,7 +44,7 @@ use super::marvin::{marvin32, REGISTRY_LOG_SEED};
 use crate::image::ReadAt;
 
 /// Granularity of recovered pages (the sector size the log formats are written in).
-const CHUNK: u64 = 512;
+pub const CHUNK: u64 = 512;
 /// Size of the fixed part of a new-format log entry.
 const ENTRY_HEADER: usize = 40;
 
@@ -49,16 +65,9 @@ impl Overlay {
         }
     }
 
-    /// Lay the recovered chunks over `page`, which holds the hive bins data at `bins_offset`.
-    pub fn apply(&self, bins_offset: u64, page: &mut [u8]) {
-        let first = bins_offset / CHUNK;
-        let count = page.len() as u64 / CHUNK;
-        for (index, chunk) in self.chunks.range(first..first + count) {
-            let at = ((index - first) * CHUNK) as usize;
-            if let Some(dst) = page.get_mut(at..at + chunk.len()) {
-                dst.copy_from_slice(chunk);
-            }
-        }
+    /// The recovered 512 bytes of chunk `index` (hive bins offset / 512), if a log supplied them.
+    pub fn chunk(&self, index: u64) -> Option<&[u8]> {
+        self.chunks.get(&index).map(|c| &c[..])
     }
 
     /// End (hive bins offset) of the highest recovered chunk, 0 when empty.
@@ -200,9 +209,10 @@ fn read_log_base(reader: &Arc<dyn ReadAt>) -> Result<BaseBlock, String> {
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    at.checked_add(4)
+        .and_then(|end| bytes.get(at..end))
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes)
 }
 
 fn u64_at(bytes: &[u8], at: usize) -> u64 {
@@ -225,7 +235,11 @@ fn read_entries(log: &LogFile<'_>) -> Vec<LogEntry> {
         if entry_size < ENTRY_HEADER as u64 || entry_size % CHUNK != 0 || at + entry_size > size {
             break;
         }
-        let mut entry = vec![0u8; entry_size as usize];
+        // entry_size ≤ the log's real size, checked above.
+        let Ok(entry_len) = usize::try_from(entry_size) else {
+            break;
+        };
+        let mut entry = vec![0u8; entry_len];
         if log.reader.read_exact_at(&mut entry, at).is_err() {
             break;
         }
@@ -394,7 +408,10 @@ fn replay_old(
             ));
             continue;
         }
-        match read_dirty_pages(log) {
+        match read_dirty_pages(log).and_then(|(overlay, pages)| {
+            check_dirty_bins(&overlay, primary, log.base.hive_bins_size)?;
+            Ok((overlay, pages))
+        }) {
             Ok((overlay, pages)) => {
                 let mut base = if primary_base.checksum_ok {
                     primary_base.clone()
@@ -472,4 +489,69 @@ fn read_dirty_pages(log: &LogFile<'_>) -> Result<(Overlay, u32), String> {
         return Err("its dirty vector marks no page".into());
     }
     Ok((overlay, count))
+}
+
+/// The old-format rule for recovered hive bins: every dirty hive bin must be valid, or Windows
+/// stops recovery at it. A dirty 512-byte page at a 4 KiB boundary that carries an `hbin`
+/// signature must be a valid header (offset field equal to its own offset, size a positive
+/// multiple of 4096 inside the hive bins data); one without the signature, where the primary
+/// file has a hive bin header and no dirty bin that started earlier covers it, is a dirty bin
+/// that lost its header. Only the dirty pages themselves and, for those, one 32-byte read of the
+/// primary file are inspected.
+///
+/// Windows applies the dirty pages before the invalid bin and stops; a hive recovered that far is
+/// neither the old state nor the new one, so this reader does not use such a log at all (the
+/// error says where recovery would stop) and the hive counts as dirty without usable logs.
+fn check_dirty_bins(overlay: &Overlay, primary: &dyn ReadAt, bins_size: u32) -> Result<(), String> {
+    let mut dirty_bin_end = 0u64;
+    for (&index, chunk) in &overlay.chunks {
+        let at = index * CHUNK;
+        if !at.is_multiple_of(4096) {
+            continue;
+        }
+        let problem = if chunk.get(..4) == Some(b"hbin".as_slice()) {
+            let own_offset = u64::from(u32_at(chunk, 4));
+            let size = u64::from(u32_at(chunk, 8));
+            if own_offset != at {
+                Some(format!("its offset field is {own_offset:#x}"))
+            } else if size < 4096 || !size.is_multiple_of(4096) {
+                Some(format!(
+                    "its size {size} is not a positive multiple of 4096"
+                ))
+            } else if at + size > u64::from(bins_size) {
+                Some(format!(
+                    "its size {size} reaches past the hive bins data ({bins_size} bytes)"
+                ))
+            } else {
+                dirty_bin_end = at + size;
+                None
+            }
+        } else if at >= dirty_bin_end && primary_has_bin_at(primary, at) {
+            Some(
+                "its signature is not \"hbin\" but the primary file has a hive bin header there"
+                    .into(),
+            )
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
+            let before = overlay.chunks.range(..index).count();
+            return Err(format!(
+                "the dirty hive bin at offset {:#x} is invalid ({problem}): recovery stops there, after {before} of {} dirty pages, and a partly recovered hive is not used",
+                BASE_BLOCK_LEN + at,
+                overlay.chunks.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the primary file holds a hive bin header (signature and own offset) at `bins_offset`.
+fn primary_has_bin_at(primary: &dyn ReadAt, bins_offset: u64) -> bool {
+    let mut head = [0u8; 8];
+    primary
+        .read_exact_at(&mut head, BASE_BLOCK_LEN + bins_offset)
+        .is_ok()
+        && &head[..4] == b"hbin"
+        && u64::from(u32_at(&head, 4)) == bins_offset
 }

@@ -6,9 +6,16 @@
 //! whole.
 //!
 //! Hive files are hostile input: every offset is checked against the hive bins size, cell sizes
-//! are validated, element counts are capped by the size of the cell that holds them, nested
-//! subkey lists are depth-limited with cycle detection, and no allocation is sized by an on-disk
-//! field before that field was checked against the real file size.
+//! are validated (at most [`MAX_VALUE_DATA`] + 8 bytes, and inside the hive bin that holds the
+//! cell, whose header is checked), element counts are capped by the size of the cell that holds
+//! them and by [`MAX_SUBKEYS`] / [`MAX_VALUES`], nested subkey lists are depth-limited with cycle
+//! detection, and no allocation is sized by an on-disk field before that field was checked
+//! against the real file size or one of these limits. Offsets are computed in u64 or with
+//! checked arithmetic.
+//!
+//! After log replay, a byte of the hive bins data that neither the primary file nor a log entry
+//! holds (a truncated primary) is an I/O error naming its offset when it is read, never zeros;
+//! pages the logs add past the primary's end (hive growth) read normally.
 //!
 //! Layouts follow the public "Windows registry file format specification" (msuhanov/regf).
 
@@ -35,6 +42,8 @@ pub use value::Value;
 
 /// Most subkeys one key may list (the largest real keys, under `Classes`, hold tens of thousands).
 pub const MAX_SUBKEYS: usize = 1 << 20;
+/// Most values one key may list (real keys hold at most a few thousand).
+pub const MAX_VALUES: u32 = 1 << 20;
 /// Deepest nesting of index roots (`ri`) accepted; Windows writes one level.
 const MAX_LIST_DEPTH: u32 = 4;
 /// Largest value data accepted (Windows limits values to about 1 MiB in practice).
@@ -108,16 +117,19 @@ enum Hint {
     Lh(u32),
 }
 
-fn u16_at(bytes: &[u8], at: usize) -> u16 {
-    bytes
-        .get(at..at + 2)
-        .map_or(0, |b| u16::from_le_bytes([b[0], b[1]]))
+/// The `N` bytes at `at`, or `None` when they are not all in `bytes`.
+fn array_at<const N: usize>(bytes: &[u8], at: usize) -> Option<[u8; N]> {
+    bytes.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
+/// The little-endian u16 at `at`; 0 when out of range (callers check lengths first).
+fn u16_at(bytes: &[u8], at: usize) -> u16 {
+    array_at(bytes, at).map_or(0, u16::from_le_bytes)
+}
+
+/// The little-endian u32 at `at`; 0 when out of range (callers check lengths first).
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
-    bytes
-        .get(at..at + 4)
-        .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    array_at(bytes, at).map_or(0, u32::from_le_bytes)
 }
 
 fn file_offset(bins_offset: u32) -> u64 {
@@ -162,7 +174,8 @@ impl Hive {
                 base,
                 bins_size,
             } => {
-                // Growth recorded by the logs counts only as far as the logs hold its pages.
+                // Growth recorded by the logs counts only as far as the logs hold its pages; a
+                // page inside that range that neither holds fails when read (see bins.rs).
                 let primary_bins = file_size.saturating_sub(BASE_BLOCK_LEN) / 4096 * 4096;
                 let readable = primary_bins.max(overlay.end());
                 let mut effective = base.clone();
@@ -365,7 +378,7 @@ impl Hive {
         if cell.len() < 4 {
             return Err(bad(format!("{} bytes, a list needs 4", cell.len())));
         }
-        let signature = [cell[0], cell[1]];
+        let signature: [u8; 2] = array_at(&cell, 0).unwrap_or_default();
         let count = usize::from(u16_at(&cell, 2));
         let element = match &signature {
             b"lf" | b"lh" => 8,
@@ -413,10 +426,7 @@ impl Hive {
             }
             *budget -= 1;
             let hint = match &signature {
-                b"lf" => {
-                    let h = cell.get(at + 4..at + 8).unwrap_or(&[0; 4]);
-                    Hint::Lf([h[0], h[1], h[2], h[3]])
-                }
+                b"lf" => Hint::Lf(array_at(&cell, at + 4).unwrap_or_default()),
                 b"lh" => Hint::Lh(u32_at(&cell, at + 4)),
                 _ => Hint::None,
             };
@@ -431,6 +441,13 @@ impl Hive {
     fn value_offsets(&self, key: &Key) -> Result<Vec<u32>, HiveError> {
         if key.value_count == 0 || key.values_list == u32::MAX {
             return Ok(Vec::new());
+        }
+        if key.value_count > MAX_VALUES {
+            return Err(HiveError::Limit {
+                what: "number of values",
+                offset: file_offset(key.offset),
+                limit: u64::from(MAX_VALUES),
+            });
         }
         let cell = self.bins.cell(key.values_list, "value list")?;
         let fits = cell.len() / 4;
