@@ -82,7 +82,10 @@ pub fn main() -> i32 {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("virtio-migrate: {e:#}");
+            // One line, whatever the causes carry (libvirt's and libxml2's messages hold newlines).
+            let message = format!("{e:#}");
+            let words: Vec<&str> = message.split_whitespace().collect();
+            eprintln!("virtio-migrate: {}", words.join(" "));
             EXIT_ERROR
         }
     }

@@ -27,3 +27,7 @@ pub mod validate;
 pub mod verdict;
 pub mod windows;
 pub mod xmldiff;
+
+/// Entry points shared by the fuzz targets and the corpus replay test.
+#[doc(hidden)]
+pub mod fuzzing;

@@ -281,7 +281,21 @@ impl Hive {
         if key.subkey_count == 0 || key.subkeys_list == u32::MAX {
             return Ok(keys);
         }
+        // A key node listed twice would let a small hive list the same (long-named) node up to
+        // MAX_SUBKEYS times: each node counts once, so the result is bounded by the file.
+        let mut listed = HashSet::new();
         self.walk_list(key.subkeys_list, &mut |offset, _| {
+            if !listed.insert(offset) {
+                return Err(HiveError::Cell {
+                    what: "subkey list",
+                    offset: file_offset(key.subkeys_list),
+                    reason: format!(
+                        "key {:?} lists the key node at offset {:#x} twice",
+                        key.name,
+                        file_offset(offset)
+                    ),
+                });
+            }
             keys.push(self.key_node(offset)?);
             Ok(ControlFlow::Continue(()))
         })?;
@@ -301,11 +315,35 @@ impl Hive {
     }
 
     /// All values of `key` with their names, in list order.
+    ///
+    /// Each value cell counts once and all the data together may not exceed the hive bins size
+    /// (value cells sharing one data cell would otherwise multiply a small file in memory).
     pub fn values(&self, key: &Key) -> Result<Vec<(String, Value)>, HiveError> {
         let mut out = Vec::new();
+        let mut listed = HashSet::new();
+        let mut total = 0u64;
         for offset in self.value_offsets(key)? {
+            if !listed.insert(offset) {
+                return Err(HiveError::Cell {
+                    what: "value list",
+                    offset: file_offset(key.values_list),
+                    reason: format!(
+                        "key {:?} lists the value at offset {:#x} twice",
+                        key.name,
+                        file_offset(offset)
+                    ),
+                });
+            }
             let cell = self.bins.cell(offset, "key value")?;
             let (value_name, _) = parse_vk_name(&cell, offset)?;
+            total += u64::from(u32_at(&cell, 4) & 0x7FFF_FFFF);
+            if total > u64::from(self.bins.size()) {
+                return Err(HiveError::Limit {
+                    what: "value data of one key",
+                    offset: file_offset(key.values_list),
+                    limit: u64::from(self.bins.size()),
+                });
+            }
             out.push((value_name, self.value_data(&cell, offset)?));
         }
         Ok(out)

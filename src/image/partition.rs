@@ -150,12 +150,16 @@ pub fn read_partition_table(disk: &dyn ReadAt) -> PartitionTable {
         problems: Vec::new(),
         notes: Vec::new(),
     };
-    let Some(sector0) = read_vec(disk, 0, 512) else {
-        table.problems.push(format!(
-            "the disk is {size} bytes, too short for a first sector"
-        ));
+    let mut sector0 = vec![0u8; 512];
+    if let Err(e) = disk.read_exact_at(&mut sector0, 0) {
+        // A short disk, or a disk image that cannot deliver its first sector (say why).
+        table.problems.push(if size < 512 {
+            format!("the disk is {size} bytes, too short for a first sector")
+        } else {
+            format!("cannot read the first sector: {e}")
+        });
         return table;
-    };
+    }
 
     // A boot sector of a file system is not an MBR even though it ends in 0x55AA.
     let kind = fs_kind_of_boot_sector(&sector0);

@@ -1,0 +1,395 @@
+//! One entry point per parser for the fuzz targets (`fuzz/`) and for the test that replays their
+//! corpora and crashers (`tests/fuzz_corpus.rs`).
+//!
+//! Each function takes raw bytes (hostile input), runs the real parsing code over them the way
+//! the tool does, and returns nothing: errors are expected results, a panic is a finding. Every
+//! function bounds the work it asks for (keys walked, bytes read), so a slow input means a slow
+//! parser, not a slow harness.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use crate::domain::MachineFamily;
+use crate::guestfs::{Entry, GuestFs};
+use crate::hive::{Hive, Key};
+use crate::image::ReadAt;
+
+/// Most keys [`hive_lookups`] visits in its walk of the whole tree.
+const HIVE_WALK_KEYS: usize = 256;
+/// Most subkeys listed per key in that walk.
+const HIVE_WALK_FANOUT: usize = 64;
+
+/// The registry lookups the Windows verdict makes, over a hive file `primary` with an optional
+/// transaction log `log1` (used only when the primary is dirty): the current control set from
+/// `Select\Current`, the `viostor`/`vioscsi`/`netkvm` services in it and in `ControlSet001`/`002`,
+/// the `CriticalDeviceDatabase` entries and `DriverDatabase\DeviceIds\PCI` entries of the virtio
+/// devices; then a bounded walk of the tree that decodes and displays every value it meets.
+pub fn hive_lookups(primary: &[u8], log1: Option<&[u8]>) {
+    let primary: Arc<dyn ReadAt> = Arc::new(primary.to_vec());
+    let log1 = log1.map(|log| Arc::new(log.to_vec()) as Arc<dyn ReadAt>);
+    let Ok(hive) = Hive::open(primary, log1, None) else {
+        return;
+    };
+    let _ = format!("{:?} {}", hive.state(), hive.bins_size());
+
+    let current = hive
+        .key("Select")
+        .ok()
+        .flatten()
+        .and_then(|select| hive.value(&select, "Current").ok().flatten())
+        .and_then(|value| value.as_u64());
+    let mut sets = vec![1u64, 2];
+    if let Some(n) = current.filter(|n| (1..=999).contains(n) && !sets.contains(n)) {
+        sets.insert(0, n);
+    }
+    for set in sets {
+        let control_set = format!("ControlSet{set:03}");
+        for service in ["viostor", "vioscsi", "netkvm"] {
+            if let Ok(Some(key)) = hive.key(&format!("{control_set}\\Services\\{service}")) {
+                for name in ["Start", "Type", "ErrorControl", "Group", "ImagePath", ""] {
+                    if let Ok(Some(value)) = hive.value(&key, name) {
+                        let _ = (value.to_string(), value.as_u64(), value.as_str());
+                    }
+                }
+            }
+        }
+        if let Ok(Some(cdd)) = hive.key(&format!("{control_set}\\Control\\CriticalDeviceDatabase"))
+        {
+            visit_matching(&hive, &cdd, "pci#ven_1af4");
+        }
+    }
+    if let Ok(Some(pci)) = hive.key("DriverDatabase\\DeviceIds\\PCI") {
+        visit_matching(&hive, &pci, "ven_1af4");
+    }
+    walk(&hive);
+    // The verdict itself, with this hive as SYSTEM and as SOFTWARE, over an empty volume.
+    let assessment =
+        crate::verdict::assess_hives(&NoFiles, "Windows", &hive, &hive, MachineFamily::Q35, &[]);
+    let _ = assessment.lines();
+}
+
+/// A [`GuestFs`] without files (the verdict looks driver files up; none are there).
+struct NoFiles;
+
+impl GuestFs for NoFiles {
+    fn lookup(&self, _path: &str) -> anyhow::Result<Option<Entry>> {
+        Ok(None)
+    }
+    fn read_dir(&self, _path: &str) -> anyhow::Result<Vec<Entry>> {
+        Ok(Vec::new())
+    }
+    fn open(&self, path: &str) -> anyhow::Result<Arc<dyn ReadAt>> {
+        anyhow::bail!("no file {path}")
+    }
+}
+
+/// Read the values of the subkeys of `key` whose names start with `prefix` (any case).
+fn visit_matching(hive: &Hive, key: &Key, prefix: &str) {
+    let Ok(subkeys) = hive.subkeys(key) else {
+        return;
+    };
+    for sub in subkeys.iter().take(HIVE_WALK_FANOUT) {
+        if sub.name.to_ascii_lowercase().starts_with(prefix) {
+            if let Ok(values) = hive.values(sub) {
+                for (name, value) in values {
+                    let _ = format!("{name} = {value}");
+                }
+            }
+        }
+    }
+}
+
+/// Breadth-first walk from the root over at most [`HIVE_WALK_KEYS`] keys, decoding every value.
+fn walk(hive: &Hive) {
+    let Ok(root) = hive.root() else {
+        return;
+    };
+    let mut queue = VecDeque::from([root]);
+    let mut visited = 0;
+    while let Some(key) = queue.pop_front() {
+        visited += 1;
+        if visited > HIVE_WALK_KEYS {
+            break;
+        }
+        let _ = (key.last_written(), key.subkey_count(), key.value_count());
+        if let Ok(values) = hive.values(&key) {
+            for (name, value) in values {
+                let _ = format!("{name} = {value} {:?}", value.value_type());
+            }
+        }
+        if let Ok(subkeys) = hive.subkeys(&key) {
+            // Look one subkey up by name too (exercises hashes and hints).
+            if let Some(first) = subkeys.first() {
+                let _ = hive.subkey(&key, &first.name);
+            }
+            queue.extend(subkeys.into_iter().take(HIVE_WALK_FANOUT));
+        }
+    }
+}
+
+/// A libvirt domain XML through the domain reader and the planner: the facts and candidacy, then
+/// plans for both target buses (all disks, SATA included, NICs always, forced; and the boot disk
+/// only with the defaults) with the guest ready, their JSON and their diffs.
+///
+/// A plan the planner calls ready must come with a new definition that is well-formed XML and
+/// that the domain reader reads again: if not, this panics (a planner bug, not an input error).
+pub fn domain_plan(xml: &str) {
+    use crate::plan::{
+        plan, DiskSelection, GuestReadiness, HostFacts, NicPolicy, PlanOptions, PlanStatus,
+        Readiness, TargetBus,
+    };
+    let Ok(facts) = crate::domain::parse_domain(xml) else {
+        return;
+    };
+    let _ = facts.candidacy();
+    let _ = facts.boot_disk().map(|disk| disk.source.display());
+    let _ = serde_json::to_string(&facts);
+
+    let ready = GuestReadiness {
+        blk: Readiness::Ready,
+        scsi: Readiness::Ready,
+        nic: Readiness::Ready,
+        hazards: Vec::new(),
+    };
+    let everything = |bus| PlanOptions {
+        bus,
+        include_sata: true,
+        disks: DiskSelection::All,
+        nics: NicPolicy::Always,
+        force: true,
+    };
+    let options = [
+        everything(TargetBus::Virtio),
+        everything(TargetBus::Scsi),
+        PlanOptions {
+            disks: DiskSelection::Boot,
+            ..PlanOptions::default()
+        },
+    ];
+    for opts in options {
+        let Ok(planned) = plan(xml, Some(&ready), &HostFacts::default(), &opts) else {
+            continue;
+        };
+        let _ = (serde_json::to_string(&planned), planned.diff());
+        if planned.status() == PlanStatus::Ready {
+            if let Err(e) = crate::domain::parse_domain(&planned.new_xml) {
+                panic!("the planned definition does not read back: {e}");
+            }
+        }
+    }
+}
+
+/// [`domain_plan`] over bytes (the fuzz targets' input): invalid UTF-8 is decoded lossily.
+pub fn domain_plan_bytes(data: &[u8]) {
+    domain_plan(&String::from_utf8_lossy(data));
+}
+
+/// Size of the fixed raw backing file [`qcow2_read`] gives every image (64 KiB of a pattern).
+const QCOW2_BACKING_LEN: usize = 64 << 10;
+/// Most guest reads [`qcow2_read`] makes.
+const QCOW2_READS: u64 = 48;
+
+/// A per-call scratch directory under the system temporary directory, removed on drop (the qcow2
+/// reader opens host files by path).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> io::Result<Scratch> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "virtio-migrate-fuzz-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Scratch(dir))
+    }
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The qcow2 reader over a fuzzed image file: header, extensions and checks, then reads of the
+/// virtual disk (the first sectors, each cluster boundary of the first clusters, the end, and
+/// points spread over the disk) through the L1/L2 tables, compressed clusters, subclusters and
+/// a fixed 64 KiB raw backing file (`backing.raw` beside the image, attached whatever name the
+/// header holds).
+pub fn qcow2_read(data: &[u8]) {
+    use crate::image::qcow2::Qcow2Image;
+    use crate::image::IoStats;
+    let Ok(scratch) = Scratch::new() else {
+        return;
+    };
+    static BACKING: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
+    let backing =
+        BACKING.get_or_init(|| Arc::new((0..QCOW2_BACKING_LEN).map(|i| (i % 251) as u8).collect()));
+    let image_path = scratch.path().join("image.qcow2");
+    if std::fs::write(&image_path, data).is_err() {
+        return;
+    }
+    // An external data file named `backing.raw` resolves too (written only when the header
+    // asks for a data file: most inputs do not).
+    let incompatible = data.get(72..80).map_or(0, |b| b[7]);
+    if incompatible & (crate::image::qcow2::INCOMPAT_DATA_FILE as u8) != 0
+        && std::fs::write(scratch.path().join("backing.raw"), backing.as_slice()).is_err()
+    {
+        return;
+    }
+    let stats = IoStats::new();
+    let Ok(image) = Qcow2Image::open(&image_path, &stats) else {
+        return;
+    };
+    let header = image.header();
+    let cluster = header.cluster_size();
+    let _ = format!("{header:?}");
+    let disk = image.with_backing(backing.clone());
+    let size = disk.size();
+    let mut offsets = vec![0, 512, cluster.saturating_sub(512), cluster];
+    offsets.extend((1..8).map(|i| i * cluster - 256));
+    offsets.push(size.saturating_sub(4096));
+    offsets.extend((1..=QCOW2_READS).map(|i| size / QCOW2_READS * i));
+    let mut buf = vec![0u8; 4096];
+    for offset in offsets.into_iter().take(QCOW2_READS as usize) {
+        let len = (size.saturating_sub(offset)).min(buf.len() as u64) as usize;
+        if let Some(part) = buf.get_mut(..len) {
+            let _ = disk.read_exact_at(part, offset);
+        }
+    }
+}
+
+/// A volume of `size` bytes: `head` from offset 0, then `base` after the end of `head`, then
+/// zeros (the fuzz inputs keep only the bytes that matter).
+struct Overlaid {
+    base: Arc<Vec<u8>>,
+    head: Vec<u8>,
+    size: u64,
+}
+
+impl Overlaid {
+    /// Copy the bytes of `layer` that fall in `[offset, offset + buf.len())` into `buf`.
+    fn copy(layer: &[u8], buf: &mut [u8], offset: u64) {
+        let have = layer.len() as u64;
+        if offset >= have {
+            return;
+        }
+        let from = offset as usize;
+        let to = (offset + buf.len() as u64).min(have) as usize;
+        if let (Some(dst), Some(src)) = (buf.get_mut(..to - from), layer.get(from..to)) {
+            dst.copy_from_slice(src);
+        }
+    }
+}
+
+impl ReadAt for Overlaid {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        if offset
+            .checked_add(buf.len() as u64)
+            .is_none_or(|end| end > self.size)
+        {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"));
+        }
+        buf.fill(0);
+        Overlaid::copy(&self.base, buf, offset);
+        Overlaid::copy(&self.head, buf, offset);
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// The partition table reader over a fuzzed disk (MBR with its extended chain, GPT with 512- and
+/// 4096-byte sectors and its backup, bare file systems), then the first sector of each partition
+/// it reports, read through a window as the inspection does.
+pub fn partitions(data: &[u8]) {
+    use crate::image::partition::{fs_kind_of_boot_sector, read_partition_table};
+    use crate::image::Window;
+    let disk: Arc<dyn ReadAt> = Arc::new(data.to_vec());
+    let table = read_partition_table(&*disk);
+    let _ = (table.is_dynamic(), format!("{table:?}"));
+    for partition in table.partitions.iter().take(256) {
+        let Ok(window) = Window::new(disk.clone(), partition.start, partition.length) else {
+            continue;
+        };
+        let mut sector = [0u8; 512];
+        if window.read_exact_at(&mut sector, 0).is_ok() {
+            let _ = fs_kind_of_boot_sector(&sector);
+        }
+    }
+}
+
+/// Largest volume [`ntfs_root`] presents (the boot sector states the size; zeros fill it).
+const NTFS_MAX_VOLUME: u64 = 64 << 20;
+
+/// An NTFS volume from a fuzzed image of its first bytes, zero-extended to the size its boot
+/// sector states (at most 64 MiB); see [`ntfs_volume`] for what is done with it.
+pub fn ntfs_root(data: &[u8]) {
+    let stated = data
+        .get(0x28..0x30)
+        .map(|b| u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]))
+        .unwrap_or(0);
+    let sector = data
+        .get(0x0B..0x0D)
+        .map(|b| u64::from(u16::from_le_bytes([b[0], b[1]])))
+        .unwrap_or(0);
+    let size = stated
+        .saturating_add(1)
+        .saturating_mul(sector)
+        .clamp(data.len() as u64, NTFS_MAX_VOLUME.max(data.len() as u64));
+    ntfs_volume(Arc::new(Overlaid {
+        base: Arc::new(Vec::new()),
+        head: data.to_vec(),
+        size,
+    }));
+}
+
+/// An NTFS volume made of `base` (a whole volume) with its first bytes replaced by `head` (the
+/// fuzz input: boot sector and `$MFT` records, while the upcase table, index blocks and file
+/// data stay those of `base`); see [`ntfs_volume`].
+pub fn ntfs_root_over(base: Arc<Vec<u8>>, head: &[u8]) {
+    let size = (base.len().max(head.len())) as u64;
+    ntfs_volume(Arc::new(Overlaid {
+        base,
+        head: head.to_vec(),
+        size,
+    }));
+}
+
+/// Decompress a gzip file held in memory (at most 64 MiB out): the fuzz targets' fixed bases.
+pub fn gunzip(gz: &[u8]) -> Vec<u8> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    let _ = flate2::read::GzDecoder::new(gz)
+        .take(NTFS_MAX_VOLUME)
+        .read_to_end(&mut out);
+    out
+}
+
+/// Open the NTFS volume (upcase table, `$Volume`), list its root, look for a hibernation file,
+/// find the Windows system root, inspect it (driver files) and run the verdict over the hives
+/// it holds (read through the volume's data runs).
+fn ntfs_volume(volume: Arc<dyn ReadAt>) {
+    use crate::image::ntfs::NtfsVolume;
+    use crate::image::windows_root::{find_system_root, hibernation, inspect_root};
+    let Ok(fs) = NtfsVolume::open(volume) else {
+        return;
+    };
+    let _ = format!("{:?}", fs.facts());
+    let _ = fs.read_dir("");
+    let _ = hibernation(&fs);
+    let Ok(Some(root)) = find_system_root(&fs) else {
+        return;
+    };
+    let _ = format!("{:?}", inspect_root(&fs, &root));
+    let assessment = crate::verdict::assess(&fs, &root, MachineFamily::I440fx, &[]);
+    let _ = assessment.lines();
+}
