@@ -64,6 +64,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l parallel -d 'With --all: convert at most N domains at a time (default: one after another)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l bus -d 'Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)' -r -f -a "virtio\t'virtio-blk (`vdX`), driver viostor'
 scsi\t'virtio-scsi (`sdX` on a virtio-scsi controller), driver vioscsi'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l disks -d 'Which hard disks move: all of them or only the boot disk' -r -f -a "all\t'The boot disk and every other hard disk on a converted bus'
@@ -82,6 +83,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l all -d 'Every conversion candidate of the host (scan\'s list) whose plan is ready; a table of results at the end. Exit 0 all converted or nothing to do, 3 some blocked and none failed, 1 any failed or rolled back, 130 interrupted'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l dry-run -d 'Show the plan and the diff of the definition; change nothing'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l no-inspect -d 'Plan without reading the guest\'s disk image: the drivers count as not checked (a blocker unless --force)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l include-sata -d 'Also move hard disks on SATA (IDE ones always move)'

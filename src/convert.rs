@@ -30,8 +30,22 @@ pub const EXIT_BLOCKED: i32 = 3;
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
     /// The domain: name, UUID or id
-    #[arg(long, short = 'd', value_name = "DOMAIN")]
-    pub domain: String,
+    #[arg(
+        long,
+        short = 'd',
+        value_name = "DOMAIN",
+        required_unless_present = "all"
+    )]
+    pub domain: Option<String>,
+    /// Every conversion candidate of the host (scan's list) whose plan is ready; a table of
+    /// results at the end. Exit 0 all converted or nothing to do, 3 some blocked and none
+    /// failed, 1 any failed or rolled back, 130 interrupted
+    #[arg(long, conflicts_with_all = ["domain", "output", "resume"])]
+    pub all: bool,
+    /// With --all: convert at most N domains at a time (default: one after another)
+    #[arg(long, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=32))]
+    pub parallel: Option<u16>,
     /// Show the plan and the diff of the definition; change nothing
     #[arg(long)]
     pub dry_run: bool,
@@ -63,6 +77,13 @@ pub struct ConvertArgs {
 }
 
 impl ConvertArgs {
+    /// The domain named by `--domain` (an error with `--all`).
+    pub fn domain_key(&self) -> anyhow::Result<&str> {
+        self.domain
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("--domain NAME is required (or --all)"))
+    }
+
     /// The planner's options.
     pub fn plan_options(&self) -> PlanOptions {
         PlanOptions {
@@ -184,6 +205,14 @@ pub fn exit_code(plan: &Plan) -> i32 {
 
 /// Run `convert`.
 pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
+    // (clap's `requires` counts the --all flag's default `false` as present, so checked here.)
+    if args.parallel.is_some() && !args.all {
+        eprintln!("error: --parallel N needs --all\n\nFor more information, try '--help'.");
+        return Ok(crate::cli::EXIT_USAGE);
+    }
+    if args.all {
+        return crate::lifecycle::batch::run_all(global, args);
+    }
     if !args.dry_run {
         return crate::lifecycle::cli::run_convert(global, args);
     }
@@ -191,14 +220,16 @@ pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
     let uri = global.uri();
     let conn =
         Connect::open(Some(&uri)).map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
-    let verdict = inspect_guest(&conn, &args.domain, args)?;
+    let domain = args.domain_key()?;
+    if let Some(w) = crate::lifecycle::unfinished_warning(
+        &args.lifecycle.state.state_dir,
+        &lookup_domain(&conn, domain)?,
+    ) {
+        eprintln!("{w}");
+    }
+    let verdict = inspect_guest(&conn, domain, args)?;
     let readiness = verdict.as_ref().map(|v| v.readiness());
-    let planned = plan_domain(
-        &conn,
-        &args.domain,
-        readiness.as_ref(),
-        &args.plan_options(),
-    )?;
+    let planned = plan_domain(&conn, domain, readiness.as_ref(), &args.plan_options())?;
     let plan = &planned.plan;
     if let Some(path) = &args.output {
         std::fs::write(path, &plan.new_xml)

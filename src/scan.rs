@@ -160,6 +160,21 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
             Budget::default(),
         );
     }
+    // An unfinished conversion or rollback (from its journal) is worth a warning; only when
+    // the state directory exists and can be read, so a scan needs no root.
+    let state_dir = std::env::var_os("VIRTIO_MIGRATE_STATE_DIR")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(crate::lifecycle::DEFAULT_STATE_DIR));
+    if !global.quiet && std::fs::read_dir(&state_dir).is_ok() {
+        for e in &report.domains {
+            if let Ok(dom) = host.lookup(&e.status.uuid) {
+                if let Some(w) = crate::lifecycle::unfinished_warning(&state_dir, &dom) {
+                    eprintln!("{w}");
+                }
+            }
+        }
+    }
     if global.json {
         report::print_json(&report)?;
     } else {

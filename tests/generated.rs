@@ -28,6 +28,19 @@ Usage error: an unknown option or a missing argument.
 \fB3\fR
 \fBconvert\fR: the plan is blocked (drivers not ready or not checked, a managed or transient
 domain, the boot disk would lose its place, ...); the plan and the diff are still printed.
+With \fB\-\-all\fR: some candidates were blocked and none failed.
+.TP
+\fB4\fR
+\fBconvert\fR: the new definition was applied but failed verification (the guest did not stay
+running, crashed, or its guest agent did not answer) and the original definition was restored.
+.TP
+\fB130\fR
+Interrupted (Ctrl\-C, SIGTERM, SIGHUP): the message says what state the domain is in and which
+command finishes or undoes the run.
+.PP
+\fBconvert \-\-all\fR: 0 when every candidate was converted (or, with \fB\-\-dry\-run\fR, is ready)
+or had nothing to do; 3 when some were blocked and none failed; 1 when any failed or was rolled
+back; 130 when interrupted.
 .SH ENVIRONMENT
 .TP
 \fBLIBVIRT_DEFAULT_URI\fR

@@ -116,9 +116,6 @@ fn convert_moves_the_ide_boot_disk_and_e1000_to_virtio() {
         "convert",
         "--domain",
         &guest.name,
-        "--force",
-        "--nics",
-        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -126,6 +123,14 @@ fn convert_moves_the_ide_boot_disk_and_e1000_to_virtio() {
         "10",
     ]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // Ready from the verdict alone: no --force, no --nics always.
+    let err = stderr(&out);
+    assert!(err.contains("plan:     ready"), "{err}");
+    assert!(
+        err.contains("drivers:  viostor ready") && err.contains("netkvm ready"),
+        "{err}"
+    );
+    assert!(!err.contains("--force"), "{err}");
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     print_timings(&json);
     assert_eq!(json["result"], "converted");
@@ -207,9 +212,6 @@ fn a_guest_ignoring_acpi_times_out_untouched_and_converts_with_force_off() {
         "convert",
         "--domain",
         &guest.name,
-        "--force",
-        "--nics",
-        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -234,9 +236,6 @@ fn a_guest_ignoring_acpi_times_out_untouched_and_converts_with_force_off() {
         "convert",
         "--domain",
         &guest.name,
-        "--force",
-        "--nics",
-        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -268,9 +267,6 @@ fn kill_and_roll_back(label: &str, kill_at: &str) {
             "convert",
             "--domain",
             &guest.name,
-            "--force",
-            "--nics",
-            "always",
             "--yes",
             "--state-dir",
             &state,
@@ -288,9 +284,6 @@ fn kill_and_roll_back(label: &str, kill_at: &str) {
         "convert",
         "--domain",
         &guest.name,
-        "--force",
-        "--nics",
-        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -359,9 +352,6 @@ fn concurrent_convert_is_refused_and_ctrl_c_leaves_the_definition_untouched() {
             "convert",
             "--domain",
             &guest.name,
-            "--force",
-            "--nics",
-            "always",
             "--yes",
             "--state-dir",
             &state,
@@ -384,9 +374,6 @@ fn concurrent_convert_is_refused_and_ctrl_c_leaves_the_definition_untouched() {
         "convert",
         "--domain",
         &guest.name,
-        "--force",
-        "--nics",
-        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -437,9 +424,6 @@ fn an_agent_channel_without_an_agent_rolls_back_automatically() {
         "convert",
         "--domain",
         &guest.name,
-        "--force",
-        "--nics",
-        "always",
         "--yes",
         "--state-dir",
         &state,
@@ -466,4 +450,61 @@ fn an_agent_channel_without_an_agent_rolls_back_automatically() {
         Some("rolled-back"),
         "{steps:?}"
     );
+}
+
+#[test]
+fn a_not_ready_boot_disk_is_refused_even_with_force_and_left_untouched() {
+    let Some(host) =
+        Host::acquire("a_not_ready_boot_disk_is_refused_even_with_force_and_left_untouched")
+    else {
+        return;
+    };
+    let spec = GuestSpec::ide_e1000_booting(support::host::NOT_READY_IMAGE);
+    let guest = host.guest("notready", &spec);
+    guest.define_and_boot(BOOT);
+    let original = guest.inactive_xml();
+    let state = state_dir(&guest);
+    for force in [false, true] {
+        let mut args = vec![
+            "--json",
+            "convert",
+            "--domain",
+            &guest.name,
+            "--yes",
+            "--state-dir",
+            &state,
+        ];
+        if force {
+            args.push("--force");
+        }
+        let out = run(&args);
+        assert_eq!(
+            out.status.code(),
+            Some(3),
+            "force={force}: {}",
+            stderr(&out)
+        );
+        let err = stderr(&out);
+        assert!(err.contains("plan:     blocked"), "{err}");
+        assert!(err.contains("viostor not ready"), "{err}");
+        assert!(err.contains("Start=0"), "the failing check is named: {err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+        // --force lists no override of the driver blocker: it is not overridable.
+        assert!(!err.contains("overridden by --force"), "{err}");
+        assert!(!err.contains("--force overrides"), "{err}");
+        assert_eq!(
+            guest.inactive_xml(),
+            original,
+            "force={force}: byte-identical"
+        );
+        assert!(is_running(&guest), "force={force}");
+        // The refusal comes before the backup and the journal: neither exists. (The lock
+        // file is taken first and stays, empty of meaning.)
+        let st = PathBuf::from(&state);
+        assert!(journal_steps(&state, &guest).is_empty());
+        assert!(!st.join("journal").exists(), "no journal directory");
+        assert!(!st.join("backups").exists(), "no backup directory");
+    }
+    // Still booted on IDE from the same start: nothing restarted it.
+    assert!(drivers(&guest).contains(&"ide-hd".to_string()));
 }

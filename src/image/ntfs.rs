@@ -12,19 +12,24 @@
 //! read as zeros). Compressed and encrypted files are refused: the crate would return their raw
 //! on-disk bytes.
 //!
+//! Names are compared through the volume's own `$UpCase` table (as NTFS orders its directory
+//! indexes), read one 4 KiB page at a time as comparisons need it ([`Upcase`]): looking up ASCII
+//! names among ASCII entries reads one page, not the whole 128 KiB table.
+//!
 //! [`Window`]: super::Window
 
+use std::cell::Cell;
+use std::cmp::Ordering;
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use ::ntfs::attribute_value::NtfsAttributeValue;
-use ::ntfs::indexes::NtfsFileNameIndex;
 use ::ntfs::structured_values::{
     NtfsFileAttributeFlags, NtfsFileName, NtfsFileNamespace, NtfsVolumeFlags,
 };
-use ::ntfs::{Ntfs, NtfsAttributeFlags, NtfsFile, NtfsReadSeek};
+use ::ntfs::{KnownNtfsFileRecordNumber, Ntfs, NtfsAttributeFlags, NtfsFile, NtfsReadSeek};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
@@ -45,6 +50,10 @@ pub const MAX_RUNS: usize = 1_000_000;
 const BLOCK: u64 = 4096;
 /// Blocks kept by the metadata cache (1 MiB).
 const CACHE_BLOCKS: usize = 256;
+/// Size of the `$UpCase` table: one UTF-16 code unit for each of the 65536 code units.
+const UPCASE_BYTES: u64 = 65536 * 2;
+/// Bytes of the `$UpCase` table read at a time.
+const UPCASE_PAGE: u64 = 4096;
 
 /// Facts about an NTFS volume from its boot sector and `$Volume`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,9 +77,9 @@ pub struct NtfsFacts {
 /// A read-only NTFS volume.
 pub struct NtfsVolume {
     ntfs: Ntfs,
-    /// The same volume with its 128 KiB `$UpCase` table loaded, on the first name lookup (a
-    /// volume that is only listed, like "System Reserved", never pays for it).
-    upcased: OnceLock<Ntfs>,
+    /// The volume's `$UpCase` table, mapped on the first name lookup (a volume that is only
+    /// listed, like "System Reserved", never pays for it) and read page by page.
+    upcase: OnceLock<Upcase>,
     io: Mutex<Fuel<Cursor<BlockCache>>>,
     volume: Arc<dyn ReadAt>,
     /// Directory paths (upper-cased) already resolved to file record numbers.
@@ -79,8 +88,8 @@ pub struct NtfsVolume {
 }
 
 impl NtfsVolume {
-    /// Open the NTFS volume that fills `volume` (a partition window), read its upcase table and
-    /// its `$Volume` facts.
+    /// Open the NTFS volume that fills `volume` (a partition window) and read its `$Volume`
+    /// facts.
     pub fn open(volume: Arc<dyn ReadAt>) -> anyhow::Result<NtfsVolume> {
         guard("opening the NTFS volume", || Self::open_inner(volume))
     }
@@ -129,7 +138,7 @@ impl NtfsVolume {
         };
         Ok(NtfsVolume {
             ntfs,
-            upcased: OnceLock::new(),
+            upcase: OnceLock::new(),
             io: Mutex::new(io),
             volume,
             dirs: Mutex::new(HashMap::new()),
@@ -148,16 +157,23 @@ impl NtfsVolume {
         io
     }
 
-    /// The volume with its upcase table, read on first use.
-    fn upcased(&self, io: &mut Fuel<Cursor<BlockCache>>) -> anyhow::Result<&Ntfs> {
-        if let Some(n) = self.upcased.get() {
-            return Ok(n);
+    /// The volume's `$UpCase` table, mapped on first use (its pages are read as needed).
+    fn upcase(&self, io: &mut Fuel<Cursor<BlockCache>>) -> anyhow::Result<&Upcase> {
+        if let Some(u) = self.upcase.get() {
+            return Ok(u);
         }
-        let mut n = Ntfs::new(io).map_err(|e| anyhow!("NTFS boot sector: {e}"))?;
-        n.read_upcase_table(io)
-            .map_err(|e| anyhow!("NTFS $UpCase table: {e}"))?;
-        let _ = self.upcased.set(n);
-        self.upcased
+        let record = KnownNtfsFileRecordNumber::UpCase as u64;
+        let file = self
+            .ntfs
+            .file(io, record)
+            .map_err(|e| anyhow!("reading file record {record} ($UpCase): {e}"))?;
+        let entry = self.entry_of(io, &file, "$UpCase".to_string())?;
+        if entry.compressed || entry.encrypted || entry.is_dir {
+            bail!("NTFS $UpCase (file record {record}) is not a plain file");
+        }
+        let data = self.content(io, &file, "$UpCase")?;
+        let _ = self.upcase.set(Upcase::new(data)?);
+        self.upcase
             .get()
             .ok_or_else(|| anyhow!("NTFS $UpCase table could not be kept"))
     }
@@ -186,9 +202,6 @@ impl NtfsVolume {
                 }
             }
         }
-        if first < parts.len() {
-            self.upcased(io)?;
-        }
         for (i, part) in parts.iter().enumerate().skip(first) {
             let dir = self
                 .ntfs
@@ -201,11 +214,24 @@ impl NtfsVolume {
                 .directory_index(io)
                 .map_err(|e| anyhow!("directory index of file record {record}: {e}"))?;
             let mut finder = index.finder();
-            let upcased = self
-                .upcased
-                .get()
-                .ok_or_else(|| anyhow!("NTFS $UpCase table not loaded"))?;
-            let found = match NtfsFileNameIndex::find(&mut finder, upcased, io, part) {
+            let upcase = self.upcase(io)?;
+            let wanted: Vec<u16> = part.encode_utf16().collect();
+            // The comparison cannot fail inside the crate's search: a page of $UpCase that
+            // cannot be read ends the search at once ("equal") and is reported here.
+            let failed: Cell<Option<io::Error>> = Cell::new(None);
+            let found = finder.find(io, |key: &NtfsFileName| {
+                match upcase.compare(wanted.iter().copied(), key.name().u16_iter()) {
+                    Ok(o) => o,
+                    Err(e) => {
+                        failed.set(Some(e));
+                        Ordering::Equal
+                    }
+                }
+            });
+            if let Some(e) = failed.take() {
+                bail!("looking up {part:?} in file record {record}: NTFS $UpCase table: {e}");
+            }
+            let found = match found {
                 None => return Ok(None),
                 Some(r) => {
                     r.map_err(|e| anyhow!("looking up {part:?} in file record {record}: {e}"))?
@@ -338,6 +364,17 @@ impl NtfsVolume {
         if entry.encrypted {
             bail!("{path:?} is EFS-encrypted: its content cannot be read");
         }
+        self.content(&mut io, &file, path)
+    }
+
+    /// The unnamed `$DATA` of `file` (checked by the caller to be neither compressed nor
+    /// encrypted), mapped to its clusters on the volume.
+    fn content(
+        &self,
+        io: &mut Fuel<Cursor<BlockCache>>,
+        file: &NtfsFile<'_>,
+        path: &str,
+    ) -> anyhow::Result<Arc<dyn ReadAt>> {
         let Some(item) = file.data(&mut *io, "") else {
             return Ok(Arc::new(Vec::<u8>::new()));
         };
@@ -375,10 +412,88 @@ impl NtfsVolume {
                 FileData::checked(self.volume.clone(), runs, size, path)
             }
             value @ NtfsAttributeValue::AttributeListNonResident(_) => {
-                let runs = map_by_seeking(value, &mut io, self.ntfs.cluster_size(), path)?;
+                let runs = map_by_seeking(value, io, self.ntfs.cluster_size(), path)?;
                 FileData::checked(self.volume.clone(), runs, size, path)
             }
         }
+    }
+}
+
+/// A volume's `$UpCase` table (the upper-case form of every UTF-16 code unit, by which NTFS
+/// orders file names in its directory indexes), read one 4 KiB page at a time on first use.
+pub struct Upcase {
+    data: Arc<dyn ReadAt>,
+    /// Pages read so far, by page number.
+    pages: Mutex<HashMap<u64, Arc<Vec<u16>>>>,
+}
+
+impl Upcase {
+    /// The table stored in `data`, which must be exactly 128 KiB.
+    pub fn new(data: Arc<dyn ReadAt>) -> anyhow::Result<Upcase> {
+        if data.size() != UPCASE_BYTES {
+            bail!(
+                "NTFS $UpCase holds {} bytes, not {UPCASE_BYTES}",
+                data.size()
+            );
+        }
+        Ok(Upcase {
+            data,
+            pages: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The upper-case form of `unit`.
+    pub fn upper(&self, unit: u16) -> io::Result<u16> {
+        let units_per_page = UPCASE_PAGE / 2;
+        let number = u64::from(unit) / units_per_page;
+        let at = (u64::from(unit) % units_per_page) as usize;
+        let mut pages = self.pages.lock().unwrap_or_else(|p| p.into_inner());
+        let page = match pages.get(&number) {
+            Some(p) => p.clone(),
+            None => {
+                let mut raw = vec![0u8; UPCASE_PAGE as usize];
+                self.data.read_exact_at(&mut raw, number * UPCASE_PAGE)?;
+                let page: Arc<Vec<u16>> = Arc::new(
+                    raw.chunks_exact(2)
+                        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                        .collect(),
+                );
+                pages.insert(number, page.clone());
+                page
+            }
+        };
+        page.get(at)
+            .copied()
+            .ok_or_else(|| io::Error::other(format!("no $UpCase entry for unit {unit:#06x}")))
+    }
+
+    /// Compare two names as NTFS orders them: unit by unit, each upper-cased through the table;
+    /// a name that is a prefix of the other comes first.
+    pub fn compare(
+        &self,
+        mut a: impl Iterator<Item = u16>,
+        mut b: impl Iterator<Item = u16>,
+    ) -> io::Result<Ordering> {
+        loop {
+            match (a.next(), b.next()) {
+                (Some(x), Some(y)) => {
+                    if x != y {
+                        let (x, y) = (self.upper(x)?, self.upper(y)?);
+                        if x != y {
+                            return Ok(x.cmp(&y));
+                        }
+                    }
+                }
+                (Some(_), None) => return Ok(Ordering::Greater),
+                (None, Some(_)) => return Ok(Ordering::Less),
+                (None, None) => return Ok(Ordering::Equal),
+            }
+        }
+    }
+
+    /// Number of pages read so far.
+    pub fn pages_read(&self) -> usize {
+        self.pages.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 }
 
@@ -691,6 +806,83 @@ mod tests {
         assert!(f.read(&mut b).is_err());
         f.refuel();
         assert!(f.read(&mut b).is_ok());
+    }
+
+    /// A `$UpCase` table: identity, with ASCII a-z and the given units mapped.
+    fn upcase_table(extra: &[(u16, u16)]) -> Vec<u8> {
+        let mut t: Vec<u16> = (0..=u16::MAX).collect();
+        for c in b'a'..=b'z' {
+            t[usize::from(c)] = u16::from(c - 32);
+        }
+        for &(from, to) in extra {
+            t[usize::from(from)] = to;
+        }
+        t.iter().flat_map(|u| u.to_le_bytes()).collect()
+    }
+
+    /// Counts the bytes read from a table.
+    struct Counted(Vec<u8>, std::sync::atomic::AtomicU64);
+    impl ReadAt for Counted {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            self.1
+                .fetch_add(buf.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            crate::image::read_from_slice(&self.0, buf, offset)
+        }
+        fn size(&self) -> u64 {
+            self.0.len() as u64
+        }
+    }
+
+    #[test]
+    fn upcase_compares_like_ntfs_and_reads_only_the_pages_it_needs() {
+        // U+1F00 (page 3) upper-cases to U+1F08 on this volume; U+00E9 to U+00C9 (page 0).
+        let table = Arc::new(Counted(
+            upcase_table(&[(0x1F00, 0x1F08), (0xE9, 0xC9)]),
+            Default::default(),
+        ));
+        let u = Upcase::new(table.clone()).unwrap();
+        let cmp = |a: &str, b: &str| u.compare(a.encode_utf16(), b.encode_utf16()).unwrap();
+        // Identical names read nothing.
+        assert_eq!(cmp("System32", "System32"), Ordering::Equal);
+        assert_eq!(u.pages_read(), 0);
+        assert_eq!(cmp("system32", "SYSTEM32"), Ordering::Equal);
+        assert_eq!(cmp("config", "CONFIG"), Ordering::Equal);
+        assert_eq!(cmp("Windows", "WINDOWS"), Ordering::Equal);
+        assert_eq!(u.pages_read(), 1);
+        assert_eq!(table.1.load(std::sync::atomic::Ordering::Relaxed), 4096);
+        // Ordered by upper-cased units: 'a' becomes 'A' (0x41), before '_' (0x5F).
+        assert_eq!(cmp("a", "_"), Ordering::Less);
+        assert_eq!(cmp("Drivers", "DriverStore"), Ordering::Less);
+        // A prefix comes first.
+        assert_eq!(cmp("SYSTEM", "system.LOG1"), Ordering::Less);
+        assert_eq!(cmp("SYSTEM.LOG1", "system"), Ordering::Greater);
+        assert_eq!(cmp("café", "CAFÉ"), Ordering::Equal);
+        assert_eq!(u.pages_read(), 1);
+        // Beyond the first page, by the volume's table (not by Rust's own case mapping).
+        assert_eq!(cmp("\u{1F00}x", "\u{1F08}X"), Ordering::Equal);
+        assert_eq!(u.pages_read(), 2);
+        assert_eq!(cmp("\u{0436}", "\u{0416}"), Ordering::Greater);
+        // A table of the wrong size is refused; a page that cannot be read is an error.
+        assert!(Upcase::new(Arc::new(vec![0u8; 4096])).is_err());
+        struct Broken;
+        impl ReadAt for Broken {
+            fn read_exact_at(&self, _: &mut [u8], _: u64) -> io::Result<()> {
+                Err(io::Error::other("bad sector"))
+            }
+            fn size(&self) -> u64 {
+                UPCASE_BYTES
+            }
+        }
+        let broken = Upcase::new(Arc::new(Broken)).unwrap();
+        assert!(broken
+            .compare("a".encode_utf16(), "b".encode_utf16())
+            .is_err());
+        assert_eq!(
+            broken
+                .compare("a".encode_utf16(), "a".encode_utf16())
+                .unwrap(),
+            Ordering::Equal
+        );
     }
 
     #[test]

@@ -145,7 +145,8 @@ fn report(global: &GlobalArgs, result: Result<Outcome, LifecycleError>) -> anyho
 /// transition from its backup) and run the lifecycle.
 pub fn run_convert(global: &GlobalArgs, args: &crate::convert::ConvertArgs) -> anyhow::Result<i32> {
     let conn = connect(global)?;
-    let dom = crate::convert::lookup_domain(&conn, &args.domain)?;
+    let domain = args.domain_key()?;
+    let dom = crate::convert::lookup_domain(&conn, domain)?;
     let l = &args.lifecycle;
     let mut opts = options(global, &l.state, &l.shutdown);
     opts.yes = l.yes;
@@ -167,14 +168,10 @@ pub fn run_convert(global: &GlobalArgs, args: &crate::convert::ConvertArgs) -> a
         }
         // The offline verdict from the guest's boot disk decides what may move (a not-ready
         // driver is a blocker that --force does not override).
-        let verdict = crate::convert::inspect_guest(&conn, &args.domain, args)?;
+        let verdict = crate::convert::inspect_guest(&conn, domain, args)?;
         let readiness = verdict.as_ref().map(|v| v.readiness());
-        let planned = crate::convert::plan_domain(
-            &conn,
-            &args.domain,
-            readiness.as_ref(),
-            &args.plan_options(),
-        )?;
+        let planned =
+            crate::convert::plan_domain(&conn, domain, readiness.as_ref(), &args.plan_options())?;
         let plan = planned.plan;
         if !global.quiet {
             eprint!("{}", crate::convert::render_human(&plan, false));

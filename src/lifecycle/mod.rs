@@ -20,6 +20,7 @@
 //! new XML, blockers, warnings) however it was made.
 
 pub mod backup;
+pub mod batch;
 pub mod cli;
 pub mod clock;
 pub mod durable;
@@ -372,6 +373,21 @@ pub fn unfinished_report(state_dir: &Path, dom: &Domain) -> Result<Option<String
     let run =
         journal::unfinished_run(state_dir, &uuid).map_err(|e| LifecycleError::io(&path, e))?;
     Ok(run.map(|r| describe_unfinished(state_dir, dom, &r)))
+}
+
+/// For read-only commands (`scan`, `convert --dry-run`): a warning line when the domain's last
+/// run did not finish or a run holds its lock. Says nothing when the state directory does not
+/// exist or cannot be read (no root needed then).
+pub fn unfinished_warning(state_dir: &Path, dom: &Domain) -> Option<String> {
+    if std::fs::read_dir(state_dir).is_err() {
+        return None;
+    }
+    match unfinished_report(state_dir, dom) {
+        Ok(Some(report)) => Some(format!("warning: {report}")),
+        Ok(None) => None,
+        Err(e @ LifecycleError::Locked { .. }) => Some(format!("warning: {e}")),
+        Err(_) => None,
+    }
 }
 
 /// Refuse when the domain has an unfinished run (unless resuming it).

@@ -136,18 +136,24 @@ impl Host {
             .expect("temp dir for the guest");
         let mut disks = String::new();
         for (i, d) in spec.disks.iter().enumerate() {
-            let path = dir.path().join(format!("disk{i}.{}", d.format.ext()));
-            let status = Command::new("qemu-img")
-                .args(["create", "-q", "-f", d.format.ext()])
-                .arg(&path)
-                .arg(format!("{}M", d.size_mib))
-                .status()
-                .expect("run qemu-img");
-            assert!(status.success(), "qemu-img create {}", path.display());
+            let (path, format) = match d.image {
+                Some(fixture) => copy_fixture_image(fixture, dir.path(), i),
+                None => {
+                    let path = dir.path().join(format!("disk{i}.{}", d.format.ext()));
+                    let status = Command::new("qemu-img")
+                        .args(["create", "-q", "-f", d.format.ext()])
+                        .arg(&path)
+                        .arg(format!("{}M", d.size_mib))
+                        .status()
+                        .expect("run qemu-img");
+                    assert!(status.success(), "qemu-img create {}", path.display());
+                    (path, d.format.ext().to_string())
+                }
+            };
             disks.push_str(&format!(
                 "    <disk type='file' device='disk'>\n      <driver name='qemu' type='{}'/>\n      \
                  <source file='{}'/>\n      <target dev='{}' bus='{}'/>\n    </disk>\n",
-                d.format.ext(),
+                format,
                 path.display(),
                 d.target,
                 d.bus
@@ -217,8 +223,80 @@ impl ImageFormat {
 pub struct DiskSpec {
     pub bus: &'static str,
     pub target: &'static str,
+    /// Format of a new empty image (ignored with `image`).
     pub format: ImageFormat,
+    /// Size of a new empty image (ignored with `image`).
     pub size_mib: u32,
+    /// A fixture image (`fixtures/images/<name>`) to copy as the disk instead of a new empty
+    /// one; the declared format is the copy's own (from `qemu-img info`).
+    pub image: Option<&'static str>,
+}
+
+impl DiskSpec {
+    /// An empty disk of `size_mib` MiB.
+    pub fn empty(
+        bus: &'static str,
+        target: &'static str,
+        format: ImageFormat,
+        size_mib: u32,
+    ) -> DiskSpec {
+        DiskSpec {
+            bus,
+            target,
+            format,
+            size_mib,
+            image: None,
+        }
+    }
+
+    /// A copy of the fixture image `fixtures/images/<name>`.
+    pub fn fixture(bus: &'static str, target: &'static str, name: &'static str) -> DiskSpec {
+        DiskSpec {
+            bus,
+            target,
+            format: ImageFormat::Qcow2,
+            size_mib: 0,
+            image: Some(name),
+        }
+    }
+}
+
+/// The fixture image a ready guest boots from: Windows Server 2008 R2-like, viostor and netkvm
+/// ready on i440fx.
+pub const READY_IMAGE: &str = "mbr-sysreserved.qcow2";
+/// The classic 0x7B trap: viostor installed but Start=3 and not bound to the virtio-blk id.
+pub const NOT_READY_IMAGE: &str = "win2k8r2-start3.qcow2";
+
+/// Copy `fixtures/images/<name>` into `dir` as disk number `index`; returns the copy and its
+/// format as `qemu-img info` reports it. Fixtures with a backing file are refused (the copy
+/// would point at the fixture tree).
+pub fn copy_fixture_image(name: &str, dir: &Path, index: usize) -> (PathBuf, String) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fixtures/images")
+        .join(name);
+    let out = Command::new("qemu-img")
+        .args(["info", "--output=json"])
+        .arg(&src)
+        .output()
+        .expect("run qemu-img info");
+    assert!(out.status.success(), "qemu-img info {}", src.display());
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).expect("qemu-img info JSON");
+    assert!(
+        info.get("backing-filename").is_none(),
+        "{name} has a backing file; the harness copies stand-alone images only"
+    );
+    let format = info["format"]
+        .as_str()
+        .unwrap_or_else(|| panic!("qemu-img info {name}: no format"))
+        .to_string();
+    let ext = Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("img");
+    let dst = dir.join(format!("disk{index}.{ext}"));
+    fs::copy(&src, &dst)
+        .unwrap_or_else(|e| panic!("copy {} to {}: {e}", src.display(), dst.display()));
+    (dst, format)
 }
 
 /// What a test guest has.
@@ -236,23 +314,19 @@ pub struct GuestSpec {
 }
 
 impl GuestSpec {
-    /// The tiny guest with an IDE boot disk (qcow2), a virtio data disk (raw) and an e1000 NIC.
+    /// The tiny guest with an IDE boot disk that is a copy of [`READY_IMAGE`] (its offline
+    /// verdict: viostor and netkvm ready), a virtio data disk (raw) and an e1000 NIC.
     pub fn ide_e1000() -> GuestSpec {
+        GuestSpec::ide_e1000_booting(READY_IMAGE)
+    }
+
+    /// Like [`GuestSpec::ide_e1000`] with a copy of the fixture `image` as the IDE boot disk.
+    pub fn ide_e1000_booting(image: &'static str) -> GuestSpec {
         GuestSpec {
             kernel: true,
             disks: vec![
-                DiskSpec {
-                    bus: "ide",
-                    target: "hda",
-                    format: ImageFormat::Qcow2,
-                    size_mib: 64,
-                },
-                DiskSpec {
-                    bus: "virtio",
-                    target: "vdb",
-                    format: ImageFormat::Raw,
-                    size_mib: 8,
-                },
+                DiskSpec::fixture("ide", "hda", image),
+                DiskSpec::empty("virtio", "vdb", ImageFormat::Raw, 8),
             ],
             nics: vec!["e1000"],
             agent_channel: false,
