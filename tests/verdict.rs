@@ -922,7 +922,7 @@ fn layer_hazards_are_carried_and_an_uninspectable_guest_is_unknown() {
     );
     assert_eq!(
         hazard_kinds(&a),
-        ["bit-locker", "dynamic-disk", "static-ip"]
+        ["bitlocker", "dynamic-disk", "static-ip"]
     );
     assert_eq!(a.blk, Readiness::Ready);
 
