@@ -16,6 +16,9 @@ pub const OVIRT_NS: &str = "http://ovirt.org/vm/1.0";
 /// Namespace of OpenNebula metadata.
 pub const OPENNEBULA_NS: &str = "http://opennebula.org/xmlns/libvirt/1.0";
 
+/// The longest title or description carried into reports (characters); longer ones end in `…`.
+pub const MAX_FREE_TEXT: usize = 4096;
+
 /// NIC models that QEMU emulates in software (slow); an absent model is emulated too.
 pub const EMULATED_NIC_MODELS: &[&str] = &[
     "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "i82551", "i82557b", "i82559er",
@@ -410,8 +413,9 @@ pub fn parse_domain(xml: &str) -> Result<DomainFacts, DomainXmlError> {
     let name = child_text(root, "name").ok_or(DomainXmlError::NoName)?;
     let uuid = child_text(root, "uuid");
     let domain_type = root.attribute("type").unwrap_or("").to_string();
-    let title = child_text(root, "title");
-    let description = child_text(root, "description");
+    // Free text from the definition is reported, not processed: keep reports bounded.
+    let title = child_text(root, "title").map(|t| shorten(&t, MAX_FREE_TEXT));
+    let description = child_text(root, "description").map(|t| shorten(&t, MAX_FREE_TEXT));
 
     let os = child(root, "os");
     let machine = os
@@ -971,6 +975,16 @@ mod tests {
         assert_eq!(f.windows_hints[0].source, HintSource::Libosinfo);
         assert_eq!(f.candidacy().boot_disk_bus, Some(DiskBus::Sata));
         assert!(f.manager.is_none());
+    }
+
+    #[test]
+    fn free_text_is_bounded() {
+        let long = "Windows ".repeat(100_000);
+        let xml = format!("<domain><name>big</name><description>{long}</description></domain>");
+        let f = parse_domain(&xml).unwrap();
+        let d = f.description.unwrap();
+        assert_eq!(d.chars().count(), MAX_FREE_TEXT + 1);
+        assert!(d.ends_with('…'));
     }
 
     #[test]

@@ -210,6 +210,7 @@ pub enum Hazard {
     /// The NTFS volume was not cleanly unmounted (`$Volume` dirty flag).
     FilesystemDirty { evidence: String },
     /// A BitLocker-encrypted volume (cannot be inspected).
+    #[serde(rename = "bitlocker")]
     BitLocker { evidence: String },
     /// A dynamic (LDM) disk: not supported as a system disk.
     DynamicDisk { evidence: String },
@@ -235,7 +236,7 @@ impl Hazard {
             Hazard::DirtyHive { .. } => "dirty-hive",
             Hazard::Hibernation { .. } => "hibernation",
             Hazard::FilesystemDirty { .. } => "filesystem-dirty",
-            Hazard::BitLocker { .. } => "bit-locker",
+            Hazard::BitLocker { .. } => "bitlocker",
             Hazard::DynamicDisk { .. } => "dynamic-disk",
             Hazard::DeviceInstallRestrictions { .. } => "device-install-restrictions",
             Hazard::StaticIp { .. } => "static-ip",

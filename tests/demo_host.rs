@@ -199,7 +199,7 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
                 bitlocker.clone(),
                 bitlocker.clone(),
                 bitlocker,
-                vec!["bit-locker"],
+                vec!["bitlocker"],
             )),
         ),
         (

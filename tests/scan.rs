@@ -637,3 +637,65 @@ fn colour_on_a_terminal_unless_no_color() {
     // An empty NO_COLOR does not count (no-color.org).
     assert!(run_on_terminal(&args, Some("")).contains('\x1b'));
 }
+
+/// A `<disk type='volume'>` is resolved through the storage-pool API to its local path before
+/// the image is read; a volume whose pool does not exist stays "unknown" with the reason.
+#[test]
+fn volume_disks_are_read_through_their_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images");
+    let domain = |name: &str, pool: &str| {
+        format!(
+            "<domain type='kvm'><name>{name}</name>
+              <metadata><libosinfo:libosinfo xmlns:libosinfo='http://libosinfo.org/xmlns/libvirt/domain/1.0'><libosinfo:os id='http://microsoft.com/win/2k8r2'/></libosinfo:libosinfo></metadata>
+              <memory>1048576</memory>
+              <os><type arch='x86_64' machine='pc-i440fx-7.2'>hvm</type><boot dev='hd'/></os>
+              <devices>
+                <disk type='volume' device='disk'><driver name='qemu' type='qcow2'/><source pool='{pool}' volume='static-ip.qcow2'/><target dev='hda' bus='ide'/></disk>
+                <interface type='user'><model type='e1000'/></interface>
+              </devices></domain>"
+        )
+    };
+    let node = format!(
+        "<node>
+          <pool type='dir'><name>images</name><uuid>35bb2ad9-388a-cdfe-461a-b8907f6e5301</uuid>
+            <capacity unit='GiB'>10</capacity><allocation unit='GiB'>1</allocation><available unit='GiB'>9</available>
+            <source/><target><path>{}</path></target>
+            <volume type='file'><name>static-ip.qcow2</name><capacity unit='MiB'>20</capacity><target><format type='qcow2'/></target></volume>
+          </pool>
+          {}
+          {}
+        </node>",
+        images.display(),
+        domain("win-vol", "images"),
+        domain("win-nopool", "no-such-pool")
+    );
+    let path = dir.path().join("node.xml");
+    std::fs::write(&path, node).unwrap();
+    let uri = format!("test://{}", path.display());
+    let out = run(&["-c", &uri, "--json", "scan"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v: Value = serde_json::from_str(&out.stdout).unwrap();
+    let entry = |name: &str| {
+        v["domains"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let resolved = entry("win-vol");
+    assert_eq!(resolved["verdict"]["blk"]["state"], "ready", "{resolved}");
+    assert!(resolved["verdict"]["windows"]
+        .as_str()
+        .unwrap()
+        .contains("Windows Server 2008 R2"));
+    assert!(resolved["verdict"]["bytes_read"].as_u64().unwrap() > 0);
+    let missing = entry("win-nopool");
+    assert_eq!(missing["verdict"]["blk"]["state"], "unknown");
+    assert!(missing["verdict"]["blk"]["why"]
+        .as_str()
+        .unwrap()
+        .contains("storage-pool volume no-such-pool/static-ip.qcow2"));
+}

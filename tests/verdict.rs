@@ -920,10 +920,7 @@ fn layer_hazards_are_carried_and_an_uninspectable_guest_is_unknown() {
         MachineFamily::I440fx,
         &layer,
     );
-    assert_eq!(
-        hazard_kinds(&a),
-        ["bit-locker", "dynamic-disk", "static-ip"]
-    );
+    assert_eq!(hazard_kinds(&a), ["bitlocker", "dynamic-disk", "static-ip"]);
     assert_eq!(a.blk, Readiness::Ready);
 
     let a = Assessment::unknown(
