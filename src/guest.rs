@@ -109,7 +109,7 @@ pub fn assess_domain(facts: &DomainFacts, budget: Budget) -> GuestVerdict {
                 &shown,
                 machine,
                 format!(
-                    "boot disk {} is storage-pool volume {pool}/{volume}: resolve it to a path (virsh vol-path) and run inspect on that",
+                    "boot disk {} is storage-pool volume {pool}/{volume}, which libvirt does not resolve to a local file or device (check virsh vol-path; a path can be inspected with inspect PATH)",
                     disk.target
                 ),
                 started,

@@ -99,7 +99,7 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
         "cannot open {ROOT}/fixtures/images/win2k3-legacy.img: No such file or directory (os error 2)"
     ));
     let rbd = unknown("boot disk hda is a network disk (rbd): not readable offline");
-    let volume = unknown("boot disk hda is storage-pool volume default/win7-volume.qcow2: resolve it to a path (virsh vol-path) and run inspect on that");
+    let volume = unknown("boot disk hda is storage-pool volume default/win7-volume.qcow2, which libvirt does not resolve to a local file or device (check virsh vol-path; a path can be inspected with inspect PATH)");
     // name → virtio-blk, virtio-scsi, virtio-net, hazard kinds (None: not a candidate, not read).
     type Row = Option<(String, String, String, Vec<&'static str>)>;
     let expected: Vec<(&str, Row)> = vec![
