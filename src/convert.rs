@@ -109,18 +109,11 @@ pub struct DomainPlan {
 
 /// Find a domain by name, then UUID, then id.
 pub fn lookup_domain(conn: &Connect, name: &str) -> anyhow::Result<Domain> {
-    if let Ok(d) = conn.lookup_domain_by_name(name) {
-        return Ok(d);
+    match crate::host::find_domain(conn, name) {
+        Ok(Some(d)) => Ok(d),
+        Ok(None) => bail!("no domain named '{name}' (by name, UUID or id)"),
+        Err(e) => Err(anyhow::anyhow!("cannot look up domain '{name}': {e}")),
     }
-    if let Ok(d) = conn.lookup_domain_by_uuid_string(name) {
-        return Ok(d);
-    }
-    if let Ok(id) = name.parse::<u32>() {
-        if let Ok(d) = conn.lookup_domain_by_id(id) {
-            return Ok(d);
-        }
-    }
-    bail!("no domain named '{name}' (by name, UUID or id)")
 }
 
 /// What the host knows about the domain: persistence, managed save, snapshots with their XML.

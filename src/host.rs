@@ -275,30 +275,16 @@ impl Host {
     /// Find a domain like virsh does: an id if `spec` is a number, else a UUID if it looks like
     /// one, else a name (so a domain named `42` is still found when no domain has id 42).
     pub fn lookup(&self, spec: &str) -> Result<Domain, HostError> {
-        let not_found = |e: &VirtError| e.code() == Enum::Known(ErrorNumber::NoDomain);
-        let failed =
-            |e: &VirtError| HostError::libvirt(format!("cannot look up domain '{spec}'"), e);
-        if let Ok(id) = spec.parse::<u32>() {
-            match self.conn.lookup_domain_by_id(id) {
-                Ok(d) => return Ok(d),
-                Err(e) if not_found(&e) => {}
-                Err(e) => return Err(failed(&e)),
-            }
-        }
-        if looks_like_uuid(spec) {
-            match self.conn.lookup_domain_by_uuid_string(spec) {
-                Ok(d) => return Ok(d),
-                Err(e) if not_found(&e) => {}
-                Err(e) => return Err(failed(&e)),
-            }
-        }
-        match self.conn.lookup_domain_by_name(spec) {
-            Ok(d) => Ok(d),
-            Err(e) if not_found(&e) => Err(HostError::NoSuchDomain {
+        match find_domain(&self.conn, spec) {
+            Ok(Some(d)) => Ok(d),
+            Ok(None) => Err(HostError::NoSuchDomain {
                 spec: spec.to_string(),
                 uri: self.uri.clone(),
             }),
-            Err(e) => Err(failed(&e)),
+            Err(e) => Err(HostError::libvirt(
+                format!("cannot look up domain '{spec}'"),
+                &e,
+            )),
         }
     }
 
@@ -366,6 +352,31 @@ impl Host {
         facts: &crate::domain::DomainFacts,
     ) -> crate::domain::DomainFacts {
         with_volume_paths(&self.conn, facts)
+    }
+}
+
+/// Find a domain as virsh does: by id (a number), then by UUID, then by name. `Ok(None)` when no
+/// domain matches; other libvirt failures are errors.
+pub fn find_domain(conn: &Connect, spec: &str) -> Result<Option<Domain>, VirtError> {
+    let not_found = |e: &VirtError| e.code() == Enum::Known(ErrorNumber::NoDomain);
+    if let Ok(id) = spec.parse::<u32>() {
+        match conn.lookup_domain_by_id(id) {
+            Ok(d) => return Ok(Some(d)),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if looks_like_uuid(spec) {
+        match conn.lookup_domain_by_uuid_string(spec) {
+            Ok(d) => return Ok(Some(d)),
+            Err(e) if not_found(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match conn.lookup_domain_by_name(spec) {
+        Ok(d) => Ok(Some(d)),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
