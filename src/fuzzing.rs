@@ -364,6 +364,65 @@ pub fn ntfs_root_over(base: Arc<Vec<u8>>, head: &[u8]) {
     }));
 }
 
+/// The NTFS reader over a whole fixed volume (`base`) changed by the fuzz input, read as a list
+/// of patches aimed at the volume's metadata, so that the index blocks, deep file records and
+/// data runs far past the volume's first bytes are fuzzed too (the `ntfs_patch` target).
+///
+/// Each patch is `[region: u8][offset: u16 LE][length: u8][bytes]`: the region is one of the
+/// boot sector, every 1 KiB file record (`FILE`), every 4 KiB index block (`INDX`) found in
+/// `base`, or the whole volume; the offset (counted in steps of the region's size / 65,536 where
+/// that is more than a byte) is taken modulo the region's size and the bytes are written there
+/// (cut at the region's end). At most [`NTFS_MAX_PATCHES`] patches are applied.
+pub fn ntfs_patched(base: &[u8], patches: &[u8]) {
+    let volume = ntfs_patch(base, patches);
+    let size = volume.len() as u64;
+    ntfs_volume(Arc::new(Overlaid {
+        base: Arc::new(volume),
+        head: Vec::new(),
+        size,
+    }));
+}
+
+/// `base` with `patches` applied as [`ntfs_patched`] describes.
+pub fn ntfs_patch(base: &[u8], patches: &[u8]) -> Vec<u8> {
+    let mut regions: Vec<(usize, usize)> = vec![(0, 512.min(base.len()))];
+    for at in (0..base.len().saturating_sub(4)).step_by(512) {
+        match base.get(at..at + 4) {
+            Some(b"FILE") if at % 1024 == 0 => regions.push((at, 1024)),
+            Some(b"INDX") => regions.push((at, 4096)),
+            _ => {}
+        }
+    }
+    regions.push((0, base.len()));
+    let mut volume = base.to_vec();
+    let mut rest = patches;
+    for _ in 0..NTFS_MAX_PATCHES {
+        let [region, lo, hi, len, tail @ ..] = rest else {
+            break;
+        };
+        let (start, size) = regions[usize::from(*region) % regions.len()];
+        let len = usize::from(*len).min(tail.len());
+        let (bytes, tail) = tail.split_at(len);
+        rest = tail;
+        if size == 0 {
+            continue;
+        }
+        // A region larger than 64 KiB (the whole volume) is reached in steps of size / 64 Ki.
+        let step = (size >> 16).max(1);
+        let at = start + usize::from(u16::from_le_bytes([*lo, *hi])) * step % size;
+        let end = (at + bytes.len()).min(start + size).min(volume.len());
+        if let (Some(dst), Some(src)) =
+            (volume.get_mut(at..end), bytes.get(..end.saturating_sub(at)))
+        {
+            dst.copy_from_slice(src);
+        }
+    }
+    volume
+}
+
+/// The most patches [`ntfs_patched`] applies from one input.
+pub const NTFS_MAX_PATCHES: usize = 64;
+
 /// Decompress a gzip file held in memory (at most 64 MiB out): the fuzz targets' fixed bases.
 pub fn gunzip(gz: &[u8]) -> Vec<u8> {
     use std::io::Read;

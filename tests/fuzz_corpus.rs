@@ -92,6 +92,67 @@ fn ntfs_corpus() {
 }
 
 #[test]
+fn ntfs_patch_corpus() {
+    let base = ntfs_base();
+    replay("ntfs_patch", 10, |data| fuzzing::ntfs_patched(&base, data));
+}
+
+/// The `ntfs_patch` input format does what `fuzzing::ntfs_patched` documents: regions in the
+/// order boot sector, file records and index blocks by offset, whole volume; offsets modulo the
+/// region; writes cut at the region's end; the region byte wraps around.
+#[test]
+fn ntfs_patch_format() {
+    let base = ntfs_base();
+    let first_record = (0..base.len())
+        .step_by(1024)
+        .find(|&at| &base[at..at + 4] == b"FILE")
+        .unwrap();
+    let regions = 2
+        + (0..base.len() - 4)
+            .step_by(512)
+            .filter(|&at| {
+                (&base[at..at + 4] == b"FILE" && at % 1024 == 0) || &base[at..at + 4] == b"INDX"
+            })
+            .count();
+    let patch = |region: usize, offset: u16, bytes: &[u8]| -> Vec<u8> {
+        let mut p = vec![region as u8];
+        p.extend_from_slice(&offset.to_le_bytes());
+        p.push(bytes.len() as u8);
+        p.extend_from_slice(bytes);
+        p
+    };
+    assert_eq!(fuzzing::ntfs_patch(&base, &[]), *base);
+    // Region 1 is the first file record ($MFT's own).
+    let out = fuzzing::ntfs_patch(&base, &patch(1, 0, b"BAAD"));
+    assert_eq!(&out[first_record..first_record + 4], b"BAAD");
+    assert_eq!(out[first_record + 4..], base[first_record + 4..]);
+    // An offset past the region's end wraps inside it; a write is cut at the region's end.
+    let out = fuzzing::ntfs_patch(&base, &patch(1, 1024 + 1022, b"WXYZ"));
+    assert_eq!(&out[first_record + 1022..first_record + 1024], b"WX");
+    assert_eq!(out[first_record + 1024..], base[first_record + 1024..]);
+    // The region byte wraps: regions + 1 is region 1 again.
+    if regions + 1 < 256 {
+        let out = fuzzing::ntfs_patch(&base, &patch(regions + 1, 8, b"Q"));
+        assert_eq!(out[first_record + 8], b'Q');
+    }
+    // The last region is the whole volume, in steps of size / 65,536 bytes.
+    let step = base.len() >> 16;
+    let out = fuzzing::ntfs_patch(&base, &patch(regions - 1, 1000, b"Z"));
+    assert_eq!(out[1000 * step], b'Z');
+    // A patch whose length runs past the input takes what there is; patches stop at 64.
+    let mut many = Vec::new();
+    for i in 0..100u16 {
+        many.extend(patch(regions - 1, i, &[0xAA]));
+    }
+    let out = fuzzing::ntfs_patch(&base, &many);
+    assert_eq!(out[63 * step], 0xAA);
+    assert_eq!(out[64 * step], base[64 * step]);
+    let out = fuzzing::ntfs_patch(&base, &[0, 0, 0, 200, b'E']);
+    assert_eq!(out[0], b'E');
+    assert_eq!(out[1..], base[1..]);
+}
+
+#[test]
 fn domain_corpus() {
     replay("domain", 5, fuzzing::domain_plan_bytes);
 }

@@ -20,7 +20,7 @@
 
 use std::cell::Cell;
 use std::cmp::Ordering;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -315,10 +315,25 @@ impl NtfsVolume {
             .map_err(|e| anyhow!("directory index of {path:?}: {e}"))?;
         let mut entries = index.entries();
         let mut out = Vec::new();
+        // A B-tree walk yields every entry once. An entry seen again means an index node points
+        // back into the walk (a cycle); the walk would repeat it until a cap stopped it.
+        let mut seen: HashSet<(u64, u8, Vec<u16>)> = HashSet::new();
         while let Some(e) = entries.next(&mut *io) {
             let e = e.map_err(|e| anyhow!("listing {path:?}: {e}"))?;
             let Some(key) = e.key() else { continue };
             let key: NtfsFileName = key.map_err(|e| anyhow!("listing {path:?}: {e}"))?;
+            let id = (
+                e.file_reference().file_record_number(),
+                key.namespace() as u8,
+                key.name().u16_iter().collect::<Vec<u16>>(),
+            );
+            if !seen.insert(id) {
+                bail!(
+                    "the directory index of {path:?} has a cycle: {:?} (file record {}) is reached twice",
+                    key.name().to_string_lossy(),
+                    e.file_reference().file_record_number()
+                );
+            }
             if key.namespace() == NtfsFileNamespace::Dos {
                 continue; // the 8.3 alias of a long name listed under its own name
             }
