@@ -373,18 +373,25 @@ pub fn ntfs_root_over(base: Arc<Vec<u8>>, head: &[u8]) {
 /// `base`, or the whole volume; the offset (counted in steps of the region's size / 65,536 where
 /// that is more than a byte) is taken modulo the region's size and the bytes are written there
 /// (cut at the region's end). At most [`NTFS_MAX_PATCHES`] patches are applied.
-pub fn ntfs_patched(base: &[u8], patches: &[u8]) {
-    let volume = ntfs_patch(base, patches);
-    let size = volume.len() as u64;
-    ntfs_volume(Arc::new(Overlaid {
-        base: Arc::new(volume),
-        head: Vec::new(),
-        size,
-    }));
+pub fn ntfs_patched(base: Arc<Vec<u8>>, patches: &[u8]) {
+    let patches = ntfs_patch_list(&base, patches)
+        .into_iter()
+        .map(|(at, bytes)| (at as u64, bytes.to_vec()))
+        .collect();
+    ntfs_volume(Arc::new(Patched { base, patches }));
 }
 
-/// `base` with `patches` applied as [`ntfs_patched`] describes.
+/// `base` with `patches` applied as [`ntfs_patched`] describes (what its reads see).
 pub fn ntfs_patch(base: &[u8], patches: &[u8]) -> Vec<u8> {
+    let mut volume = base.to_vec();
+    for (at, bytes) in ntfs_patch_list(base, patches) {
+        volume[at..at + bytes.len()].copy_from_slice(bytes);
+    }
+    volume
+}
+
+/// The writes an `ntfs_patch` input asks for: (offset, bytes), each inside `base`, in order.
+fn ntfs_patch_list<'a>(base: &[u8], patches: &'a [u8]) -> Vec<(usize, &'a [u8])> {
     let mut regions: Vec<(usize, usize)> = vec![(0, 512.min(base.len()))];
     for at in (0..base.len().saturating_sub(4)).step_by(512) {
         match base.get(at..at + 4) {
@@ -394,7 +401,7 @@ pub fn ntfs_patch(base: &[u8], patches: &[u8]) -> Vec<u8> {
         }
     }
     regions.push((0, base.len()));
-    let mut volume = base.to_vec();
+    let mut out = Vec::new();
     let mut rest = patches;
     for _ in 0..NTFS_MAX_PATCHES {
         let [region, lo, hi, len, tail @ ..] = rest else {
@@ -410,14 +417,40 @@ pub fn ntfs_patch(base: &[u8], patches: &[u8]) -> Vec<u8> {
         // A region larger than 64 KiB (the whole volume) is reached in steps of size / 64 Ki.
         let step = (size >> 16).max(1);
         let at = start + usize::from(u16::from_le_bytes([*lo, *hi])) * step % size;
-        let end = (at + bytes.len()).min(start + size).min(volume.len());
-        if let (Some(dst), Some(src)) =
-            (volume.get_mut(at..end), bytes.get(..end.saturating_sub(at)))
-        {
-            dst.copy_from_slice(src);
+        let end = (at + bytes.len()).min(start + size).min(base.len());
+        if let Some(bytes) = bytes.get(..end.saturating_sub(at)) {
+            out.push((at, bytes));
         }
     }
-    volume
+    out
+}
+
+/// A volume read as `base` with `patches` written over it in order.
+struct Patched {
+    base: Arc<Vec<u8>>,
+    patches: Vec<(u64, Vec<u8>)>,
+}
+
+impl ReadAt for Patched {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        let end = offset
+            .checked_add(buf.len() as u64)
+            .filter(|&end| end <= self.base.len() as u64)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "past the end"))?;
+        buf.copy_from_slice(&self.base[offset as usize..end as usize]);
+        for (at, bytes) in &self.patches {
+            let from = (*at).max(offset);
+            let to = (at + bytes.len() as u64).min(end);
+            if from < to {
+                buf[(from - offset) as usize..(to - offset) as usize]
+                    .copy_from_slice(&bytes[(from - at) as usize..(to - at) as usize]);
+            }
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.base.len() as u64
+    }
 }
 
 /// The most patches [`ntfs_patched`] applies from one input.
@@ -451,4 +484,60 @@ fn ntfs_volume(volume: Arc<dyn ReadAt>) {
     let _ = format!("{:?}", inspect_root(&fs, &root));
     let assessment = crate::verdict::assess(&fs, &root, MachineFamily::I440fx, &[]);
     let _ = assessment.lines();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What a patched volume's reads see equals the volume with the patches written into a copy,
+    /// for reads that start before, inside and after overlapping patches.
+    #[test]
+    fn patched_reads_equal_a_patched_copy() {
+        let mut base = vec![0u8; 1 << 20];
+        for (i, b) in base.iter_mut().enumerate() {
+            *b = (i * 7 % 251) as u8;
+        }
+        base[4096..4100].copy_from_slice(b"FILE");
+        base[8192..8196].copy_from_slice(b"INDX");
+        let mut input = Vec::new();
+        for (region, offset, bytes) in [
+            (1u8, 10u16, &b"abcdef"[..]),
+            (2, 4000, b"0123456789"),
+            (3, 300, b"overlap-one"),
+            (3, 300 + 1, b"OVERLAP-TWO"),
+            (0, 511, b"xy"),
+        ] {
+            input.push(region);
+            input.extend_from_slice(&offset.to_le_bytes());
+            input.push(bytes.len() as u8);
+            input.extend_from_slice(bytes);
+        }
+        let copy = ntfs_patch(&base, &input);
+        assert_ne!(copy, base);
+        let patches = ntfs_patch_list(&base, &input)
+            .into_iter()
+            .map(|(at, b)| (at as u64, b.to_vec()))
+            .collect();
+        let volume = Patched {
+            base: Arc::new(base),
+            patches,
+        };
+        for offset in [
+            0u64, 500, 4090, 4100, 8190, 12_280, 12_290, 12_300, 1_048_000,
+        ] {
+            for len in [1usize, 7, 512, 4096] {
+                let len = len.min((1 << 20) - offset as usize);
+                let mut buf = vec![0u8; len];
+                volume.read_exact_at(&mut buf, offset).unwrap();
+                assert_eq!(
+                    buf,
+                    copy[offset as usize..offset as usize + len],
+                    "{offset}+{len}"
+                );
+            }
+        }
+        let mut buf = [0u8; 2];
+        assert!(volume.read_exact_at(&mut buf, (1 << 20) - 1).is_err());
+    }
 }

@@ -94,7 +94,9 @@ fn ntfs_corpus() {
 #[test]
 fn ntfs_patch_corpus() {
     let base = ntfs_base();
-    replay("ntfs_patch", 10, |data| fuzzing::ntfs_patched(&base, data));
+    replay("ntfs_patch", 10, |data| {
+        fuzzing::ntfs_patched(base.clone(), data)
+    });
 }
 
 /// The `ntfs_patch` input format does what `fuzzing::ntfs_patched` documents: regions in the

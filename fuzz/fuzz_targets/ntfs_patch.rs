@@ -8,11 +8,11 @@
 //! errors by `guard` in src/image/ntfs.rs) must not stop the run; any other panic still aborts.
 #![no_main]
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::{Arc, Once, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
 
-static BASE: OnceLock<Vec<u8>> = OnceLock::new();
+static BASE: OnceLock<Arc<Vec<u8>>> = OnceLock::new();
 static HOOK: Once = Once::new();
 /// Panics seen; the first few are printed.
 static CAUGHT: AtomicU64 = AtomicU64::new(0);
@@ -28,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         }));
     });
     let base = BASE.get_or_init(|| {
-        virtio_migrate::fuzzing::gunzip(include_bytes!("../seeds/ntfs.img.gz"))
+        Arc::new(virtio_migrate::fuzzing::gunzip(include_bytes!(
+            "../seeds/ntfs.img.gz"
+        )))
     });
-    virtio_migrate::fuzzing::ntfs_patched(base, data);
+    virtio_migrate::fuzzing::ntfs_patched(base.clone(), data);
 });
