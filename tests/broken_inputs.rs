@@ -2,7 +2,8 @@
 //! util-linux): truncated and corrupted copies of the committed fixtures, made at test time in a
 //! temporary directory. Each run must end with a one-line error or a report naming the problem,
 //! with a documented exit code — never a panic (exit 101, "panicked"), never a signal (an
-//! allocation over the limit aborts the process), never more memory than the limit.
+//! allocation over the limit aborts the process), never more memory than the limit, never a
+//! hang (each run is ended by `timeout` after 120 s, which fails the test).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -10,6 +11,8 @@ use std::process::Command;
 const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 /// The address-space limit every run gets (256 MiB).
 const MEMORY_LIMIT: u64 = 256 << 20;
+/// Seconds a run may take before it counts as a hang.
+const TIME_LIMIT: &str = "120";
 
 /// What one run of the binary left behind.
 struct Outcome {
@@ -28,7 +31,9 @@ impl Outcome {
 /// Run the binary with `args` under the memory limit. Fails the test on a panic, a signal or an
 /// undocumented exit code (0 ok, 1 error, 2 usage, 3 blocked).
 fn run(args: &[&str]) -> Outcome {
-    let out = Command::new("prlimit")
+    // A hang is a failure too: `timeout` ends the run after TIME_LIMIT seconds (exit 124).
+    let out = Command::new("timeout")
+        .args(["--kill-after=5", TIME_LIMIT, "prlimit"])
         .arg(format!("--as={MEMORY_LIMIT}"))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_virtio-migrate"))
@@ -43,6 +48,11 @@ fn run(args: &[&str]) -> Outcome {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     };
+    assert!(
+        out.status.code() != Some(124),
+        "no answer within {TIME_LIMIT} s (a hang) for {args:?}: {}",
+        outcome.all()
+    );
     assert!(
         out.status.code().is_some(),
         "killed by a signal ({:?}) for {args:?}: {}",
@@ -560,6 +570,81 @@ fn qcow2_backing_file_is_a_directory() {
     let path = overlay_naming(dir.path(), "top.qcow2", "template.qcow2");
     std::fs::create_dir(dir.path().join("template.qcow2")).unwrap();
     assert_unknown(&inspect(&path, "qcow2"), &["directory"]);
+}
+
+/// A FIFO at a backing path (a qcow2 header is a string the image's maker chose): opening it for
+/// reading would wait for a writer forever. It is refused by type before it is opened.
+#[test]
+fn qcow2_backing_file_is_a_fifo() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = overlay_naming(dir.path(), "top.qcow2", "template.qcow2");
+    mkfifo(&dir.path().join("template.qcow2"));
+    assert_unknown(&inspect(&path, "qcow2"), &["template.qcow2", "FIFO"]);
+}
+
+/// A backing path naming a character device (/dev/zero, a tty) is refused by type as well.
+#[test]
+fn qcow2_backing_file_is_a_character_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = overlay_naming(dir.path(), "top.qcow2", "/dev/zero");
+    assert_unknown(&inspect(&path, "qcow2"), &["/dev/zero", "character device"]);
+}
+
+/// `inspect` of a FIFO or a character device: a one-line error, at once.
+#[test]
+fn disk_is_a_fifo_or_a_character_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("disk.img");
+    mkfifo(&fifo);
+    assert_one_line_error(&inspect(&fifo, "raw"), &["FIFO", "not a disk image"]);
+    assert_one_line_error(
+        &inspect(Path::new("/dev/zero"), "raw"),
+        &["character device", "not a disk image"],
+    );
+}
+
+/// A scan whose first guest's disk is a FIFO goes on: that guest is unknown naming it, the next
+/// guest gets its verdict from its image.
+#[test]
+fn scan_goes_on_past_a_fifo_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo-guest.qcow2");
+    mkfifo(&fifo);
+    let base = strip_uuid(&fixture_domain("win2k8r2"));
+    let image = PathBuf::from(ROOT).join(WINDOWS_QCOW2);
+    let domain = |name: &str, source: &Path| {
+        base.replace(
+            "/var/lib/libvirt/images/win2k8r2-app01.qcow2",
+            &source.display().to_string(),
+        )
+        .replace("win2k8r2-app01", name)
+    };
+    let uri = node(
+        dir.path(),
+        &[
+            domain("a-fifo-guest", &fifo),
+            domain("b-real-guest", &image),
+        ],
+    );
+    let out = run(&["-c", &uri, "--json", "scan"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let verdict = |name: &str| -> serde_json::Value {
+        let domains = report["domains"].as_array().unwrap();
+        let d = domains.iter().find(|d| d["name"] == name).unwrap();
+        d["verdict"].clone()
+    };
+    let fifo = verdict("a-fifo-guest");
+    assert_eq!(fifo["blk"]["state"], "unknown", "{fifo}");
+    assert!(fifo["blk"]["why"].to_string().contains("FIFO"), "{fifo}");
+    let real = verdict("b-real-guest");
+    assert_eq!(real["blk"]["state"], "ready", "{real}");
+}
+
+/// Make a FIFO at `path` (mkfifo from coreutils).
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().unwrap();
+    assert!(status.success());
 }
 
 #[test]

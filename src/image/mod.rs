@@ -14,7 +14,7 @@ pub mod qcow2;
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -229,14 +229,19 @@ pub struct HostFile {
 
 impl HostFile {
     pub fn open(path: &Path, stats: &IoStats) -> io::Result<HostFile> {
-        let mut file = File::open(path)?;
+        // Only a regular file or a block device is a disk. Anything else is refused before it is
+        // opened: opening a FIFO for reading waits for a writer (forever, for a backing path a
+        // crafted qcow2 header names), and a character device or socket has no size to read.
+        not_a_disk(path, &std::fs::metadata(path)?)?;
+        // O_NONBLOCK: should the path be swapped for a FIFO after the check, the open still
+        // returns at once (and the check below refuses it). Reads of regular files and block
+        // devices do not honour the flag.
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)?;
         let meta = file.metadata()?;
-        if meta.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{} is a directory, not a disk image", path.display()),
-            ));
-        }
+        not_a_disk(path, &meta)?;
         let size = if meta.file_type().is_file() {
             meta.len()
         } else {
@@ -252,6 +257,32 @@ impl HostFile {
     pub fn path(&self) -> &Path {
         &self.counter.path
     }
+}
+
+/// Refuse what is not a regular file or a block device, naming what it is.
+fn not_a_disk(path: &Path, meta: &std::fs::Metadata) -> io::Result<()> {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    let what = if t.is_file() || t.is_block_device() {
+        return Ok(());
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else {
+        "not a regular file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {what}, not a disk image (only regular files and block devices are read)",
+            path.display()
+        ),
+    ))
 }
 
 impl ReadAt for HostFile {
