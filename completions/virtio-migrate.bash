@@ -79,7 +79,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__convert)
-            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --no-start --verify-time --no-verify --resume --state-dir --connect --json --verbose --quiet --color --help"
+            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --read-limit --time-limit --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --no-start --verify-time --no-verify --resume --state-dir --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,6 +94,14 @@ _virtio__migrate() {
                     return 0
                     ;;
                 --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --time-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -237,7 +245,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__inspect)
-            opts="-c -v -q -h --domain --format --machine --stats --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --domain --format --machine --stats --read-limit --time-limit --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -253,6 +261,14 @@ _virtio__migrate() {
                     ;;
                 --machine)
                     COMPREPLY=($(compgen -W "pc q35" -- "${cur}"))
+                    return 0
+                    ;;
+                --read-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --time-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
                 --connect)
@@ -321,13 +337,21 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__scan)
-            opts="-c -v -q -h --details --no-inspect --parallel --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --details --no-inspect --parallel --read-limit --time-limit --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --time-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

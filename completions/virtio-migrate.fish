@@ -39,6 +39,8 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "conve
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "rollback" -d 'Restore a backed-up domain definition, or list the backups'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l parallel -d 'Inspect at most N disk images at a time' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
@@ -54,6 +56,8 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 qcow2\t''"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l machine -d 'Machine type the guest runs on, for PATH (decides which virtio PCI ids Windows will see); without it both the legacy and the modern ids must be bound' -r -f -a "pc\t'i440fx (`pc`, `pc-i440fx-*`): legacy virtio ids'
 q35\t'q35 (`pc-q35-*`): modern virtio ids'"
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
@@ -65,6 +69,8 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l parallel -d 'With --all: convert at most N domains at a time (default: one after another)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l bus -d 'Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)' -r -f -a "virtio\t'virtio-blk (`vdX`), driver viostor'
 scsi\t'virtio-scsi (`sdX` on a virtio-scsi controller), driver vioscsi'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l disks -d 'Which hard disks move: all of them or only the boot disk' -r -f -a "all\t'The boot disk and every other hard disk on a converted bus'

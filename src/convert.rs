@@ -53,6 +53,8 @@ pub struct ConvertArgs {
     /// blocker unless --force)
     #[arg(long)]
     pub no_inspect: bool,
+    #[command(flatten)]
+    pub budget: crate::guest::BudgetArgs,
     /// Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)
     #[arg(long, value_enum, default_value_t = TargetBus::Virtio, value_name = "BUS")]
     pub bus: TargetBus,
@@ -184,7 +186,7 @@ pub fn inspect_guest(
     let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
     Ok(Some(crate::guest::assess_domain(
         &crate::host::with_volume_paths(conn, &facts),
-        crate::guest::Budget::default(),
+        args.budget.budget(),
     )))
 }
 

@@ -37,6 +37,52 @@ impl Default for Budget {
     }
 }
 
+/// The `--read-limit` and `--time-limit` options of `scan`, `inspect` and `convert`.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct BudgetArgs {
+    /// Stop reading one guest's disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB);
+    /// that guest's verdict is then unknown (budget exceeded)
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub read_limit: u64,
+    /// Stop inspecting one guest after SECONDS of wall time; that guest's verdict is then
+    /// unknown (budget exceeded)
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub time_limit: u64,
+}
+
+impl BudgetArgs {
+    pub fn budget(&self) -> Budget {
+        Budget {
+            max_bytes: self.read_limit,
+            max_time: Duration::from_secs(self.time_limit),
+        }
+    }
+}
+
+/// A size in bytes: digits with an optional K, M or G (powers of 1024), at least 4 KiB (a
+/// smaller budget could not read a partition table) and at most 1 TiB.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, shift) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 30),
+        _ => (t, 0),
+    };
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size (digits with an optional K, M or G)"))?;
+    let bytes = n
+        .checked_mul(1u64 << shift)
+        .filter(|&b| b <= 1 << 40)
+        .ok_or_else(|| format!("{text:?} is more than 1 TiB"))?;
+    if bytes < 4096 {
+        return Err(format!("{text:?} is less than 4K"));
+    }
+    Ok(bytes)
+}
+
 impl Budget {
     fn stats(&self) -> Arc<IoStats> {
         IoStats::with_budget(self.max_bytes, Some(self.max_time))

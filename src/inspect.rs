@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::cli::GlobalArgs;
 use crate::domain::MachineFamily;
-use crate::guest::{self, Budget};
+use crate::guest;
 use crate::host::{Access, Host};
 use crate::image::disk::{open_disk, probe_format, DiskFormat, Layer};
 use crate::image::ntfs::{NtfsFacts, NtfsVolume};
@@ -316,6 +316,8 @@ pub struct InspectArgs {
     /// Show bytes read and read calls per host file, and the wall time
     #[arg(long)]
     pub stats: bool,
+    #[command(flatten)]
+    pub budget: crate::guest::BudgetArgs,
 }
 
 /// `--format` values.
@@ -371,7 +373,7 @@ pub struct InspectReport {
 /// Run `inspect`; returns the exit code (1 when the disk could not be read at all).
 pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
-    let budget = Budget::default();
+    let budget = args.budget.budget();
     let (domain, verdict, mut others) = if let Some(path) = &args.path {
         let (format, source) = match args.format {
             Some(f) => (DiskFormat::from(f), FormatSource::Operator),

@@ -34,6 +34,8 @@ pub struct ScanArgs {
     /// Inspect at most N disk images at a time
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
+    #[command(flatten)]
+    pub budget: crate::guest::BudgetArgs,
 }
 
 /// The offline verdict for one candidate, as `scan` shows it (`inspect` shows every check).
@@ -157,7 +159,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
             &host,
             &mut report,
             usize::from(args.parallel),
-            Budget::default(),
+            args.budget.budget(),
         );
     }
     // An unfinished conversion or rollback (from its journal) is worth a warning; only when

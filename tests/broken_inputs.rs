@@ -641,6 +641,105 @@ fn scan_goes_on_past_a_fifo_disk() {
     assert_eq!(real["blk"]["state"], "ready", "{real}");
 }
 
+// ---- Budgets ---------------------------------------------------------------------------------
+
+/// `--read-limit` is per guest: a guest whose inspection needs more (mbr-sysreserved reads about
+/// 37 KiB) is `unknown (budget exceeded)`, and the scan goes on to give the next guest (static-ip,
+/// about 27 KiB) its verdict from its image, one worker or several.
+#[test]
+fn read_budget_makes_one_guest_unknown_and_the_scan_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = strip_uuid(&fixture_domain("win2k8r2"));
+    let domain = |name: &str, image: &str| {
+        base.replace(
+            "/var/lib/libvirt/images/win2k8r2-app01.qcow2",
+            &PathBuf::from(ROOT).join(image).display().to_string(),
+        )
+        .replace("win2k8r2-app01", name)
+    };
+    let uri = node(
+        dir.path(),
+        &[
+            domain("a-costly", WINDOWS_QCOW2),
+            domain("b-cheap", "fixtures/images/static-ip.qcow2"),
+        ],
+    );
+    for parallel in ["1", "4"] {
+        let out = run(&[
+            "-c",
+            &uri,
+            "--json",
+            "scan",
+            "--read-limit",
+            "32K",
+            "--parallel",
+            parallel,
+        ]);
+        assert_eq!(out.code, 0, "{}", out.all());
+        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+        let verdict = |name: &str| -> serde_json::Value {
+            let domains = report["domains"].as_array().unwrap();
+            let d = domains.iter().find(|d| d["name"] == name).unwrap();
+            d["verdict"].clone()
+        };
+        let costly = verdict("a-costly");
+        for bus in ["blk", "scsi", "nic"] {
+            assert_eq!(costly[bus]["state"], "unknown", "{costly}");
+            assert!(
+                costly[bus]["why"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("budget exceeded"),
+                "{costly}"
+            );
+        }
+        assert!(
+            costly["bytes_read"].as_u64().unwrap() <= 32 * 1024,
+            "{costly}"
+        );
+        let cheap = verdict("b-cheap");
+        assert_eq!(cheap["nic"]["state"], "ready", "{cheap}");
+        assert!(!cheap.to_string().contains("budget"), "{cheap}");
+    }
+    // Without the limit, the costly guest is ready.
+    let out = run(&["-c", &uri, "--json", "scan", "a-costly"]);
+    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(report["domains"][0]["verdict"]["blk"]["state"], "ready");
+}
+
+/// `inspect --read-limit`: the verdict says the budget stopped it, and the report's errors are
+/// readable lines (not the NTFS crate's Debug output of an I/O error).
+#[test]
+fn inspect_stops_at_its_read_limit() {
+    let out = run(&["inspect", WINDOWS_QCOW2, "--read-limit", "16K"]);
+    assert_eq!(out.code, 0, "{}", out.all());
+    assert!(
+        out.stdout
+            .contains("virtio-blk (viostor): unknown: budget exceeded"),
+        "{}",
+        out.all()
+    );
+    assert!(out
+        .stdout
+        .contains("read budget exceeded: more than 16384 bytes read"));
+    assert!(!out.stdout.contains("Custom {"), "{}", out.all());
+}
+
+/// Limits that make no sense are usage errors (exit 2).
+#[test]
+fn budget_values_are_checked() {
+    for args in [
+        ["--read-limit", "1K"],
+        ["--read-limit", "12X"],
+        ["--read-limit", "2048G"],
+        ["--time-limit", "0"],
+    ] {
+        let out = run(&["inspect", WINDOWS_QCOW2, args[0], args[1]]);
+        assert_eq!(out.code, 2, "{args:?}: {}", out.all());
+        assert!(out.stderr.contains(args[0]), "{}", out.all());
+    }
+}
+
 /// Make a FIFO at `path` (mkfifo from coreutils).
 fn mkfifo(path: &Path) {
     let status = Command::new("mkfifo").arg(path).status().unwrap();

@@ -97,7 +97,7 @@ impl NtfsVolume {
     fn open_inner(volume: Arc<dyn ReadAt>) -> anyhow::Result<NtfsVolume> {
         let cache = BlockCache::new(volume.clone());
         let mut io = Fuel::new(Cursor::new(cache, BLOCK as usize));
-        let ntfs = Ntfs::new(&mut io).map_err(|e| anyhow!("NTFS boot sector: {e}"))?;
+        let ntfs = Ntfs::new(&mut io).map_err(|e| anyhow!("NTFS boot sector: {}", e.why()))?;
         if ntfs.size() > volume.size() {
             bail!(
                 "the NTFS boot sector states {} bytes, the partition holds {}",
@@ -110,7 +110,7 @@ impl NtfsVolume {
         let label = match ntfs.volume_name(&mut io) {
             Some(Ok(n)) => Some(n.name().to_string_lossy()),
             Some(Err(e)) => {
-                problems.push(format!("$Volume name: {e}"));
+                problems.push(format!("$Volume name: {}", e.why()));
                 None
             }
             None => None,
@@ -122,7 +122,7 @@ impl NtfsVolume {
                 v.flags().contains(NtfsVolumeFlags::IS_DIRTY),
             ),
             Err(e) => {
-                problems.push(format!("$Volume information: {e}"));
+                problems.push(format!("$Volume information: {}", e.why()));
                 (None, false)
             }
         };
@@ -166,7 +166,7 @@ impl NtfsVolume {
         let file = self
             .ntfs
             .file(io, record)
-            .map_err(|e| anyhow!("reading file record {record} ($UpCase): {e}"))?;
+            .map_err(|e| anyhow!("reading file record {record} ($UpCase): {}", e.why()))?;
         let entry = self.entry_of(io, &file, "$UpCase".to_string())?;
         if entry.compressed || entry.encrypted || entry.is_dir {
             bail!("NTFS $UpCase (file record {record}) is not a plain file");
@@ -206,13 +206,13 @@ impl NtfsVolume {
             let dir = self
                 .ntfs
                 .file(io, record)
-                .map_err(|e| anyhow!("reading file record {record}: {e}"))?;
+                .map_err(|e| anyhow!("reading file record {record}: {}", e.why()))?;
             if !dir.is_directory() {
                 return Ok(None);
             }
             let index = dir
                 .directory_index(io)
-                .map_err(|e| anyhow!("directory index of file record {record}: {e}"))?;
+                .map_err(|e| anyhow!("directory index of file record {record}: {}", e.why()))?;
             let mut finder = index.finder();
             let upcase = self.upcase(io)?;
             let wanted: Vec<u16> = part.encode_utf16().collect();
@@ -233,9 +233,9 @@ impl NtfsVolume {
             }
             let found = match found {
                 None => return Ok(None),
-                Some(r) => {
-                    r.map_err(|e| anyhow!("looking up {part:?} in file record {record}: {e}"))?
-                }
+                Some(r) => r.map_err(|e| {
+                    anyhow!("looking up {part:?} in file record {record}: {}", e.why())
+                })?,
             };
             record = found.file_reference().file_record_number();
             name = match found.key() {
@@ -273,10 +273,10 @@ impl NtfsVolume {
         }
         if !is_dir {
             if let Some(item) = file.data(io, "") {
-                let item = item.map_err(|e| anyhow!("$DATA of {:?}: {e}", entry.name))?;
+                let item = item.map_err(|e| anyhow!("$DATA of {:?}: {}", entry.name, e.why()))?;
                 let attr = item
                     .to_attribute()
-                    .map_err(|e| anyhow!("$DATA of {:?}: {e}", entry.name))?;
+                    .map_err(|e| anyhow!("$DATA of {:?}: {}", entry.name, e.why()))?;
                 entry.size = attr.value_length();
                 let f = attr.flags();
                 entry.compressed |= f.contains(NtfsAttributeFlags::COMPRESSED);
@@ -294,7 +294,7 @@ impl NtfsVolume {
         let file = self
             .ntfs
             .file(&mut *io, record)
-            .map_err(|e| anyhow!("reading file record {record} for {path:?}: {e}"))?;
+            .map_err(|e| anyhow!("reading file record {record} for {path:?}: {}", e.why()))?;
         self.entry_of(&mut io, &file, name).map(Some)
     }
 
@@ -306,22 +306,22 @@ impl NtfsVolume {
         let dir = self
             .ntfs
             .file(&mut *io, record)
-            .map_err(|e| anyhow!("reading file record {record}: {e}"))?;
+            .map_err(|e| anyhow!("reading file record {record}: {}", e.why()))?;
         if !dir.is_directory() {
             bail!("{path:?} is not a directory");
         }
         let index = dir
             .directory_index(&mut *io)
-            .map_err(|e| anyhow!("directory index of {path:?}: {e}"))?;
+            .map_err(|e| anyhow!("directory index of {path:?}: {}", e.why()))?;
         let mut entries = index.entries();
         let mut out = Vec::new();
         // A B-tree walk yields every entry once. An entry seen again means an index node points
         // back into the walk (a cycle); the walk would repeat it until a cap stopped it.
         let mut seen: HashSet<(u64, u8, Vec<u16>)> = HashSet::new();
         while let Some(e) = entries.next(&mut *io) {
-            let e = e.map_err(|e| anyhow!("listing {path:?}: {e}"))?;
+            let e = e.map_err(|e| anyhow!("listing {path:?}: {}", e.why()))?;
             let Some(key) = e.key() else { continue };
-            let key: NtfsFileName = key.map_err(|e| anyhow!("listing {path:?}: {e}"))?;
+            let key: NtfsFileName = key.map_err(|e| anyhow!("listing {path:?}: {}", e.why()))?;
             let id = (
                 e.file_reference().file_record_number(),
                 key.namespace() as u8,
@@ -368,7 +368,7 @@ impl NtfsVolume {
         let file = self
             .ntfs
             .file(&mut *io, record)
-            .map_err(|e| anyhow!("reading file record {record} for {path:?}: {e}"))?;
+            .map_err(|e| anyhow!("reading file record {record} for {path:?}: {}", e.why()))?;
         let entry = self.entry_of(&mut io, &file, name)?;
         if entry.is_dir {
             bail!("{path:?} is a directory");
@@ -393,13 +393,13 @@ impl NtfsVolume {
         let Some(item) = file.data(&mut *io, "") else {
             return Ok(Arc::new(Vec::<u8>::new()));
         };
-        let item = item.map_err(|e| anyhow!("$DATA of {path:?}: {e}"))?;
+        let item = item.map_err(|e| anyhow!("$DATA of {path:?}: {}", e.why()))?;
         let attr = item
             .to_attribute()
-            .map_err(|e| anyhow!("$DATA of {path:?}: {e}"))?;
+            .map_err(|e| anyhow!("$DATA of {path:?}: {}", e.why()))?;
         let value = attr
             .value(&mut *io)
-            .map_err(|e| anyhow!("$DATA of {path:?}: {e}"))?;
+            .map_err(|e| anyhow!("$DATA of {path:?}: {}", e.why()))?;
         let size = value.len();
         match value {
             NtfsAttributeValue::Resident(r) => Ok(Arc::new(r.data().to_vec())),
@@ -407,7 +407,7 @@ impl NtfsVolume {
                 let mut runs = Vec::new();
                 let mut vcn_offset = 0u64;
                 for run in nr.data_runs() {
-                    let run = run.map_err(|e| anyhow!("data runs of {path:?}: {e}"))?;
+                    let run = run.map_err(|e| anyhow!("data runs of {path:?}: {}", e.why()))?;
                     if runs.len() >= MAX_RUNS {
                         bail!("{path:?} has more than {MAX_RUNS} data runs");
                     }
@@ -530,7 +530,7 @@ fn map_by_seeking(
     while offset < size {
         value
             .seek(io, SeekFrom::Start(offset))
-            .map_err(|e| anyhow!("seeking in {path:?} at {offset}: {e}"))?;
+            .map_err(|e| anyhow!("seeking in {path:?} at {offset}: {}", e.why()))?;
         let position = value.data_position().value().map(|p| p.get());
         match runs.last_mut() {
             Some(last)
@@ -556,6 +556,27 @@ fn map_by_seeking(
 
 /// Run `f`, turning a panic inside the `ntfs` crate (hostile input it did not anticipate) into an
 /// error, so one bad guest cannot stop a scan.
+/// An error of the `ntfs` crate as one readable line: its I/O errors are shown through their
+/// own message (the crate prints them with `Debug`, which buries the cause in struct syntax).
+trait Why {
+    fn why(&self) -> String;
+}
+
+impl Why for ::ntfs::NtfsError {
+    fn why(&self) -> String {
+        match self {
+            ::ntfs::NtfsError::Io(e) => format!("I/O error: {e}"),
+            e => e.to_string(),
+        }
+    }
+}
+
+impl Why for io::Error {
+    fn why(&self) -> String {
+        self.to_string()
+    }
+}
+
 fn guard<T>(what: &str, f: impl FnOnce() -> anyhow::Result<T>) -> anyhow::Result<T> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
