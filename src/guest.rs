@@ -365,53 +365,37 @@ fn millis(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
+/// Most extra time past the `--time-limit` before a guest's inspection counts as stuck (it is
+/// the time limit itself when that is shorter): the time budget is checked before each read, so
+/// past it only a read that never returns keeps an inspection going.
+pub const STUCK_GRACE: Duration = Duration::from_secs(30);
+
 /// Assess many guests with at most `parallel` inspections at a time, keeping the input order.
+/// A guest whose inspection has not returned well after its time budget (a read
+/// blocked in the kernel: hung NFS, a dead multipath path) is `unknown` and the others go on.
 pub fn assess_many(guests: &[&DomainFacts], parallel: usize, budget: Budget) -> Vec<GuestVerdict> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Mutex;
-    let next = AtomicUsize::new(0);
-    let results: Mutex<Vec<Option<GuestVerdict>>> = Mutex::new(vec![None; guests.len()]);
-    let workers = parallel.clamp(1, guests.len().max(1));
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(facts) = guests.get(i) else { break };
+    let owned: Vec<DomainFacts> = guests.iter().map(|f| (*f).clone()).collect();
+    let patience = budget.max_time + budget.max_time.min(STUCK_GRACE);
+    crate::workers::run_watched(
+        owned,
+        parallel,
+        patience,
+        move |facts| assess_domain(facts, budget),
+        |facts, failure| {
+            let why = match failure {
                 // The readers never panic on bad input; should one still do so, that guest
                 // gets an unknown verdict instead of ending the whole scan.
-                let v = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    assess_domain(facts, budget)
-                }))
-                .unwrap_or_else(|_| {
-                    unknown_disk(
-                        "-",
-                        facts.machine_family,
-                        "internal error while inspecting this guest (a bug: please report it)"
-                            .into(),
-                        Instant::now(),
-                    )
-                });
-                let mut r = results.lock().unwrap_or_else(|p| p.into_inner());
-                if let Some(slot) = r.get_mut(i) {
-                    *slot = Some(v);
+                crate::workers::Failure::Panicked => {
+                    "internal error while inspecting this guest (a bug: please report it)"
+                        .to_string()
                 }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner())
-        .into_iter()
-        .zip(guests)
-        .map(|(v, f)| {
-            v.unwrap_or_else(|| {
-                unknown_disk(
-                    "-",
-                    f.machine_family,
-                    "the inspection did not complete".into(),
-                    Instant::now(),
-                )
-            })
-        })
-        .collect()
+                crate::workers::Failure::Stuck(after) => format!(
+                    "no answer from its disk image within {} s (a read is blocked: hung network \
+                     storage or device?); the scan went on without it",
+                    after.as_secs()
+                ),
+            };
+            unknown_disk("-", facts.machine_family, why, Instant::now())
+        },
+    )
 }

@@ -26,6 +26,7 @@ pub mod scan;
 pub mod validate;
 pub mod verdict;
 pub mod windows;
+pub mod workers;
 pub mod xmldiff;
 
 /// Entry points shared by the fuzz targets and the corpus replay test.
