@@ -184,10 +184,14 @@ pub fn inspect_guest(
         .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
         .with_context(|| format!("reading the definition of {domain}"))?;
     let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
-    Ok(Some(crate::guest::assess_domain(
-        &crate::host::with_volume_paths(conn, &facts),
-        args.budget.budget(),
-    )))
+    // Watched like a scan's inspections: an image on hung storage gives an `unknown` verdict
+    // (a blocked plan) instead of a convert that never answers.
+    let facts = crate::host::with_volume_paths(conn, &facts);
+    let verdict = crate::guest::assess_many(&[&facts], 1, args.budget.budget())
+        .into_iter()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no verdict for {domain}"))?;
+    Ok(Some(verdict))
 }
 
 /// The exit code for a plan.

@@ -4,7 +4,8 @@
 //! stat and open but never a read, the way a hard-mounted NFS export or a GlusterFS FUSE mount
 //! behaves when its server is gone: the reading thread waits in the kernel and `--time-limit`
 //! (checked before each read) cannot stop it. The scan must still print its whole report — the
-//! hung guest `unknown`, naming the blocked read, the next guest with its verdict from its image.
+//! hung guest `unknown`, naming the blocked read, the next guest with its verdict from its image
+//! — and a dry run of the hung guest must answer with a plan blocked by that verdict.
 //!
 //! A thread waiting for a FUSE reply cannot be killed, so the process cannot end until the file
 //! system goes: the test ends the FUSE server after reading the report, and then the scan exits
@@ -131,6 +132,16 @@ fn scan_goes_on_past_a_guest_on_hung_storage() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // And a dry run of the hung guest: its plan is blocked by the unknown verdict.
+    let plan_path = dir.path().join("plan.txt");
+    let mut plan = Command::new(env!("CARGO_BIN_EXE_virtio-migrate"))
+        .args(["-c", &format!("test://{}", node.display())])
+        .args(["convert", "-d", "a-hung", "--dry-run", "--time-limit", "2"])
+        .env_remove("LIBVIRT_DEFAULT_URI")
+        .stdout(std::fs::File::create(&plan_path).unwrap())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     // The whole report appears although one thread stays blocked in its read (patience: the
     // 2 s time limit twice, then the next guest).
     let started = Instant::now();
@@ -163,6 +174,17 @@ fn scan_goes_on_past_a_guest_on_hung_storage() {
     }
     let real = verdict("b-real");
     assert_eq!(real["nic"]["state"], "ready", "{real}");
+    let plan_text = loop {
+        let text = std::fs::read_to_string(&plan_path).unwrap();
+        if text.contains("no answer from its disk image within 4 s") {
+            break text;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the dry run did not report the hung image within 60 s: {text:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
 
     // The blocked thread holds the process until the file system goes away.
     drop(fs);
@@ -179,4 +201,20 @@ fn scan_goes_on_past_a_guest_on_hung_storage() {
     };
     let stderr = std::io::read_to_string(scan.stderr.take().unwrap()).unwrap();
     assert_eq!(status.code(), Some(0), "{stderr}");
+    let status = loop {
+        if let Some(status) = plan.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dry run did not end after the FUSE server was gone"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stderr = std::io::read_to_string(plan.stderr.take().unwrap()).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(3),
+        "blocked plan expected: {plan_text}{stderr}"
+    );
 }
