@@ -398,14 +398,17 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         let xml = host.inactive_xml(&dom)?;
         let facts =
             crate::domain::parse_domain(&xml).map_err(|e| anyhow::anyhow!("domain {spec}: {e}"))?;
-        let verdict = guest::assess_domain(&host.with_volume_paths(&facts), budget);
-        // The other hard disks, for the record (the verdict comes from the boot disk).
-        let stats = IoStats::new();
-        let boot_path = facts.boot_disk().map(|d| d.source.display());
-        let others: Vec<DiskInspection> = inspect_domain_xml(&xml, &stats)
+        // Watched as in `scan`: an image on hung storage gives `unknown` instead of no answer.
+        let resolved = host.with_volume_paths(&facts);
+        let verdict = guest::assess_many(&[&resolved], 1, budget)
             .into_iter()
-            .filter(|d| Some(&d.path) != boot_path.as_ref())
-            .collect();
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("no verdict for {spec}"))?;
+        // The other hard disks, for the record (the verdict comes from the boot disk), under a
+        // budget of their own.
+        let stats = IoStats::with_budget(budget.max_bytes, Some(budget.max_time));
+        let boot_path = facts.boot_disk().map(|d| d.source.display());
+        let others = inspect_domain_xml_except(&xml, &stats, boot_path.as_deref());
         (Some(facts.name.clone()), verdict, others)
     } else {
         anyhow::bail!("name a disk image PATH or --domain");
@@ -445,6 +448,17 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
 /// Inspect each hard disk named by a domain XML, with its declared `<driver type>`; network and
 /// volume disks, and disks without a declared format, are "unknown" with the reason.
 pub fn inspect_domain_xml(xml: &str, stats: &Arc<IoStats>) -> Vec<DiskInspection> {
+    inspect_domain_xml_except(xml, stats, None)
+}
+
+/// [`inspect_domain_xml`] without the disk whose source is shown as `skip` (the boot disk,
+/// which `inspect --domain` has read already — in a watched thread, so it is not read again in
+/// this one).
+fn inspect_domain_xml_except(
+    xml: &str,
+    stats: &Arc<IoStats>,
+    skip: Option<&str>,
+) -> Vec<DiskInspection> {
     use crate::domain::DiskSource;
     let facts = match crate::domain::parse_domain(xml) {
         Ok(f) => f,
@@ -459,6 +473,9 @@ pub fn inspect_domain_xml(xml: &str, stats: &Arc<IoStats>) -> Vec<DiskInspection
     let mut out = Vec::new();
     for disk in facts.disks.iter().filter(|d| d.is_hard_disk()) {
         let shown = disk.source.display();
+        if Some(shown.as_str()) == skip {
+            continue;
+        }
         let path = match &disk.source {
             DiskSource::File { path } => path.clone(),
             DiskSource::Block { dev } => dev.clone(),

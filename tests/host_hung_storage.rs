@@ -5,7 +5,8 @@
 //! behaves when its server is gone: the reading thread waits in the kernel and `--time-limit`
 //! (checked before each read) cannot stop it. The scan must still print its whole report — the
 //! hung guest `unknown`, naming the blocked read, the next guest with its verdict from its image
-//! — and a dry run of the hung guest must answer with a plan blocked by that verdict.
+//! — and a dry run of the hung guest must answer with a plan blocked by that verdict, and
+//! `inspect --domain` with an unknown verdict.
 //!
 //! A thread waiting for a FUSE reply cannot be killed, so the process cannot end until the file
 //! system goes: the test ends the FUSE server after reading the report, and then the scan exits
@@ -123,39 +124,58 @@ fn scan_goes_on_past_a_guest_on_hung_storage() {
     )
     .unwrap();
 
-    let report_path = dir.path().join("report.json");
-    let mut scan = Command::new(env!("CARGO_BIN_EXE_virtio-migrate"))
-        .args(["-c", &format!("test://{}", node.display())])
-        .args(["--json", "scan", "--time-limit", "2", "--parallel", "1"])
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .stdout(std::fs::File::create(&report_path).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // And a dry run of the hung guest: its plan is blocked by the unknown verdict.
-    let plan_path = dir.path().join("plan.txt");
-    let mut plan = Command::new(env!("CARGO_BIN_EXE_virtio-migrate"))
-        .args(["-c", &format!("test://{}", node.display())])
-        .args(["convert", "-d", "a-hung", "--dry-run", "--time-limit", "2"])
-        .env_remove("LIBVIRT_DEFAULT_URI")
-        .stdout(std::fs::File::create(&plan_path).unwrap())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let uri = format!("test://{}", node.display());
+    let started = Instant::now();
+    let spawn = |name: &str, args: &[&str]| -> (Child, PathBuf) {
+        let out = dir.path().join(name);
+        let child = Command::new(env!("CARGO_BIN_EXE_virtio-migrate"))
+            .args(["-c", &uri])
+            .args(args)
+            .env_remove("LIBVIRT_DEFAULT_URI")
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        (child, out)
+    };
+    // Wait (at most 60 s from the start) until `out` holds what `done` accepts.
+    let output = |out: &Path, done: &dyn Fn(&str) -> bool| -> String {
+        loop {
+            let text = std::fs::read_to_string(out).unwrap();
+            if done(&text) {
+                return text;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "no answer within 60 s in {}: {text:?}",
+                out.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    const HUNG: &str = "no answer from its disk image within 4 s";
+
+    let (scan, report_path) = spawn(
+        "scan.json",
+        &["--json", "scan", "--time-limit", "2", "--parallel", "1"],
+    );
+    // A dry run of the hung guest: its plan is blocked by the unknown verdict.
+    let (plan, plan_path) = spawn(
+        "plan.txt",
+        &["convert", "-d", "a-hung", "--dry-run", "--time-limit", "2"],
+    );
+    // `inspect --domain` of the hung guest: the verdict is unknown, naming the blocked read.
+    let (inspect, inspect_path) = spawn(
+        "inspect.txt",
+        &["inspect", "--domain", "a-hung", "--time-limit", "2"],
+    );
+
     // The whole report appears although one thread stays blocked in its read (patience: the
     // 2 s time limit twice, then the next guest).
-    let started = Instant::now();
-    let report: serde_json::Value = loop {
-        let text = std::fs::read_to_string(&report_path).unwrap();
-        if let Ok(v) = serde_json::from_str(&text) {
-            break v;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "no complete report within 60 s: {text:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let text = output(&report_path, &|t| {
+        serde_json::from_str::<serde_json::Value>(t).is_ok()
+    });
+    let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     let verdict = |name: &str| -> serde_json::Value {
         let domains = report["domains"].as_array().unwrap();
         let d = domains.iter().find(|d| d["name"] == name).unwrap();
@@ -164,57 +184,38 @@ fn scan_goes_on_past_a_guest_on_hung_storage() {
     let hung = verdict("a-hung");
     for bus in ["blk", "scsi", "nic"] {
         assert_eq!(hung[bus]["state"], "unknown", "{hung}");
-        assert!(
-            hung[bus]["why"]
-                .as_str()
-                .unwrap()
-                .contains("no answer from its disk image within 4 s"),
-            "{hung}"
-        );
+        assert!(hung[bus]["why"].as_str().unwrap().contains(HUNG), "{hung}");
     }
     let real = verdict("b-real");
     assert_eq!(real["nic"]["state"], "ready", "{real}");
-    let plan_text = loop {
-        let text = std::fs::read_to_string(&plan_path).unwrap();
-        if text.contains("no answer from its disk image within 4 s") {
-            break text;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "the dry run did not report the hung image within 60 s: {text:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    let plan_text = output(&plan_path, &|t| t.contains(HUNG));
+    let inspect_text = output(&inspect_path, &|t| t.contains(HUNG) && t.contains("netkvm"));
 
-    // The blocked thread holds the process until the file system goes away.
+    // The blocked thread holds each process until the file system goes away.
     drop(fs);
     let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = scan.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the scan did not end after the FUSE server was gone"
-        );
-        std::thread::sleep(Duration::from_millis(100));
+    let finish = |mut child: Child, what: &str| -> (Option<i32>, String) {
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not end after the FUSE server was gone"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let stderr = std::io::read_to_string(child.stderr.take().unwrap()).unwrap();
+        (status.code(), stderr)
     };
-    let stderr = std::io::read_to_string(scan.stderr.take().unwrap()).unwrap();
-    assert_eq!(status.code(), Some(0), "{stderr}");
-    let status = loop {
-        if let Some(status) = plan.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the dry run did not end after the FUSE server was gone"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
-    let stderr = std::io::read_to_string(plan.stderr.take().unwrap()).unwrap();
+    let (code, stderr) = finish(scan, "the scan");
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, stderr) = finish(plan, "the dry run");
+    assert_eq!(code, Some(3), "blocked plan expected: {plan_text}{stderr}");
+    let (code, stderr) = finish(inspect, "inspect");
     assert_eq!(
-        status.code(),
-        Some(3),
-        "blocked plan expected: {plan_text}{stderr}"
+        code,
+        Some(1),
+        "unreadable disk expected: {inspect_text}{stderr}"
     );
 }
