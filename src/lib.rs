@@ -8,6 +8,12 @@
 //! - `lifecycle` (effects): everything that changes a host.
 #![forbid(unsafe_code)]
 
+// The NTFS reader runs the `ntfs` crate under `catch_unwind` (it panics on some malformed index
+// entries) and a scan gives a guest whose inspection panicked an `unknown` verdict: both need
+// unwinding panics. A build with `panic = "abort"` would turn a broken image into a dead scan.
+#[cfg(panic = "abort")]
+compile_error!("virtio-migrate must be built with panic = \"unwind\" (see src/lib.rs)");
+
 pub mod cli;
 pub mod convert;
 pub mod disk_order;
