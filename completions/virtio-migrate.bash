@@ -79,7 +79,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__convert)
-            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --read-limit --time-limit --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --no-start --verify-time --no-verify --resume --state-dir --connect --json --verbose --quiet --color --help"
+            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --no-start --verify-time --no-verify --resume --state-dir --read-limit --time-limit --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,14 +94,6 @@ _virtio__migrate() {
                     return 0
                     ;;
                 --parallel)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --read-limit)
-                    COMPREPLY=($(compgen -f "${cur}"))
-                    return 0
-                    ;;
-                --time-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -138,6 +130,14 @@ _virtio__migrate() {
                     return 0
                     ;;
                 --state-dir)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --read-limit)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --time-limit)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

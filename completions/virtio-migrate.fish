@@ -69,8 +69,6 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l parallel -d 'With --all: convert at most N domains at a time (default: one after another)' -r
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l bus -d 'Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)' -r -f -a "virtio\t'virtio-blk (`vdX`), driver viostor'
 scsi\t'virtio-scsi (`sdX` on a virtio-scsi controller), driver vioscsi'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l disks -d 'Which hard disks move: all of them or only the boot disk' -r -f -a "all\t'The boot disk and every other hard disk on a converted bus'
@@ -85,6 +83,8 @@ agent\t'The guest agent only'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l shutdown-timeout -d 'Seconds to wait for the guest to power off (the request is re-sent every 10 s)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l verify-time -d 'Seconds the started guest must stay running (and its agent answer) before success' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l state-dir -d 'State directory (locks, backups, journals)' -r -F
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''

@@ -53,8 +53,6 @@ pub struct ConvertArgs {
     /// blocker unless --force)
     #[arg(long)]
     pub no_inspect: bool,
-    #[command(flatten)]
-    pub budget: crate::guest::BudgetArgs,
     /// Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)
     #[arg(long, value_enum, default_value_t = TargetBus::Virtio, value_name = "BUS")]
     pub bus: TargetBus,
@@ -76,6 +74,8 @@ pub struct ConvertArgs {
     /// How the conversion runs (ignored with --dry-run)
     #[command(flatten)]
     pub lifecycle: crate::lifecycle::cli::LifecycleArgs,
+    #[command(flatten)]
+    pub budget: crate::guest::BudgetArgs,
 }
 
 impl ConvertArgs {

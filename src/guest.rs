@@ -39,6 +39,7 @@ impl Default for Budget {
 
 /// The `--read-limit` and `--time-limit` options of `scan`, `inspect` and `convert`.
 #[derive(Debug, Clone, Copy, clap::Args)]
+#[command(next_help_heading = "Inspection limits (per guest)")]
 pub struct BudgetArgs {
     /// Stop reading one guest's disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB);
     /// that guest's verdict is then unknown (budget exceeded)
