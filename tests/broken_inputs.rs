@@ -979,6 +979,48 @@ fn ntfs_mft_past_the_end() {
     assert_ntfs_problem(&inspect(&path, "raw"), &["file record"]);
 }
 
+/// The root directory's index root states an index record size of about 3 GiB (found by the
+/// `ntfs_patch` target under AddressSanitizer: the `ntfs` crate allocated that much for the
+/// first index node, which aborts the process under a memory limit). Refused before the walk.
+#[test]
+fn ntfs_index_record_size_absurd() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, mft, record) = ntfs_volume(dir.path());
+    let data = std::fs::read(&path).unwrap();
+    let root = (mft + 5 * record) as usize;
+    let u16_at = |at: usize| usize::from(u16::from_le_bytes([data[at], data[at + 1]]));
+    let u32_at = |at: usize| u32::from_le_bytes(data[at..at + 4].try_into().unwrap());
+    // Walk the root directory's attributes to $INDEX_ROOT (type 0x90); its value holds the
+    // indexed attribute type, the collation rule, then the index record size.
+    let mut at = root + u16_at(root + 0x14);
+    while u32_at(at) != 0x90 {
+        assert_ne!(
+            u32_at(at),
+            0xFFFF_FFFF,
+            "no $INDEX_ROOT in the root directory"
+        );
+        at += u32_at(at + 4) as usize;
+    }
+    let value = at + u16_at(at + 0x14);
+    assert_eq!(u32_at(value + 8), 4096);
+    patch(&path, (value + 8) as u64, &0xBA45_C000u32.to_le_bytes());
+    assert_ntfs_problem(&inspect(&path, "raw"), &["index record size of 3125133312"]);
+}
+
+/// A boot sector stating 127 clusters of 64 KiB per file record (8 MiB): the crate would
+/// allocate that for every record read. Refused when the volume is opened.
+#[test]
+fn ntfs_file_record_size_absurd() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, ..) = ntfs_volume(dir.path());
+    patch(&path, 13, &[128]);
+    patch(&path, 0x40, &[127]);
+    assert_ntfs_problem(
+        &inspect(&path, "raw"),
+        &["file record size of 8323072 bytes is not supported"],
+    );
+}
+
 // ---- Not disks at all --------------------------------------------------------------------------
 
 #[test]

@@ -3,9 +3,51 @@
 //! fuzz targets call, so a finding, once fixed, cannot come back unnoticed. A panic in any of them
 //! fails the test and names the file.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 
 use virtio_migrate::fuzzing;
+
+/// No single allocation in these replays may exceed this: a reader that sizes a buffer from a
+/// field of the input before checking it (the 3 GiB index record of
+/// `regressions/ntfs_patch/index-record-size-3GiB`) makes the allocation fail and the test
+/// process abort, instead of passing quietly on a machine with memory to spare.
+const MAX_ALLOCATION: usize = 256 << 20;
+
+struct Capped;
+
+// SAFETY: every call is forwarded to the system allocator unchanged, or refused with a null
+// pointer (which the caller treats as allocation failure) before it reaches it.
+unsafe impl GlobalAlloc for Capped {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > MAX_ALLOCATION {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > MAX_ALLOCATION {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded with the caller's layout.
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        if new_size > MAX_ALLOCATION {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: forwarded with the caller's pointer, layout and size.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded with the caller's pointer and layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Capped = Capped;
 
 const FUZZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz");
 

@@ -27,9 +27,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use ::ntfs::attribute_value::NtfsAttributeValue;
 use ::ntfs::structured_values::{
-    NtfsFileAttributeFlags, NtfsFileName, NtfsFileNamespace, NtfsVolumeFlags,
+    NtfsFileAttributeFlags, NtfsFileName, NtfsFileNamespace, NtfsIndexRoot, NtfsVolumeFlags,
 };
-use ::ntfs::{KnownNtfsFileRecordNumber, Ntfs, NtfsAttributeFlags, NtfsFile, NtfsReadSeek};
+use ::ntfs::{
+    KnownNtfsFileRecordNumber, Ntfs, NtfsAttributeFlags, NtfsAttributeType, NtfsFile, NtfsReadSeek,
+};
 use anyhow::{anyhow, bail, Context};
 use serde::Serialize;
 
@@ -98,6 +100,16 @@ impl NtfsVolume {
         let cache = BlockCache::new(volume.clone());
         let mut io = Fuel::new(Cursor::new(cache, BLOCK as usize));
         let ntfs = Ntfs::new(&mut io).map_err(|e| anyhow!("NTFS boot sector: {}", e.why()))?;
+        // The crate allocates one file record's size for every record it reads; a boot sector
+        // may state up to 127 clusters of 2 MiB. Real volumes use 1 KiB or 4 KiB.
+        if !RECORD_SIZES.contains(&ntfs.file_record_size())
+            || !ntfs.file_record_size().is_power_of_two()
+        {
+            bail!(
+                "NTFS boot sector: a file record size of {} bytes is not supported (NTFS uses 1024 or 4096)",
+                ntfs.file_record_size()
+            );
+        }
         if ntfs.size() > volume.size() {
             bail!(
                 "the NTFS boot sector states {} bytes, the partition holds {}",
@@ -210,6 +222,8 @@ impl NtfsVolume {
             if !dir.is_directory() {
                 return Ok(None);
             }
+            check_index_root(io, &dir)
+                .map_err(|e| anyhow!("directory index of file record {record}: {e}"))?;
             let index = dir
                 .directory_index(io)
                 .map_err(|e| anyhow!("directory index of file record {record}: {}", e.why()))?;
@@ -310,6 +324,7 @@ impl NtfsVolume {
         if !dir.is_directory() {
             bail!("{path:?} is not a directory");
         }
+        check_index_root(&mut io, &dir).map_err(|e| anyhow!("directory index of {path:?}: {e}"))?;
         let index = dir
             .directory_index(&mut *io)
             .map_err(|e| anyhow!("directory index of {path:?}: {}", e.why()))?;
@@ -556,6 +571,36 @@ fn map_by_seeking(
 
 /// Run `f`, turning a panic inside the `ntfs` crate (hostile input it did not anticipate) into an
 /// error, so one bad guest cannot stop a scan.
+/// File and index record sizes this reader accepts (powers of two; NTFS uses 1 KiB file
+/// records and 4 KiB index records): the `ntfs` crate allocates a buffer of the stated size for
+/// every record it reads, and an index root states its record size in 32 bits.
+const RECORD_SIZES: std::ops::RangeInclusive<u32> = 512..=65_536;
+
+/// Refuse a directory whose `$I30` index root states an index record size out of
+/// [`RECORD_SIZES`] before the crate walks the index (and allocates that much per node).
+fn check_index_root(io: &mut Fuel<Cursor<BlockCache>>, dir: &NtfsFile<'_>) -> anyhow::Result<()> {
+    let mut attributes = dir.attributes();
+    while let Some(item) = attributes.next(io) {
+        let item = item.map_err(|e| anyhow!("{}", e.why()))?;
+        let attribute = item.to_attribute().map_err(|e| anyhow!("{}", e.why()))?;
+        if !matches!(attribute.ty(), Ok(NtfsAttributeType::IndexRoot)) {
+            continue;
+        }
+        if !attribute.name().is_ok_and(|n| n == "$I30") {
+            continue;
+        }
+        let root = attribute
+            .resident_structured_value::<NtfsIndexRoot>()
+            .map_err(|e| anyhow!("{}", e.why()))?;
+        let size = root.index_record_size();
+        if !RECORD_SIZES.contains(&size) || !size.is_power_of_two() {
+            bail!("its index root states an index record size of {size} bytes (NTFS uses 4096)");
+        }
+        return Ok(());
+    }
+    Ok(()) // no index root: the crate reports the missing attribute itself
+}
+
 /// An error of the `ntfs` crate as one readable line: its I/O errors are shown through their
 /// own message (the crate prints them with `Debug`, which buries the cause in struct syntax).
 trait Why {
