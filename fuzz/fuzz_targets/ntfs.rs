@@ -9,6 +9,7 @@
 //! prints the first few: a panic that escapes the reader still aborts (libfuzzer-sys catches it and aborts),
 //! one the reader handles does not.
 #![no_main]
+mod capped_alloc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 

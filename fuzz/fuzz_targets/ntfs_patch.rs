@@ -7,6 +7,7 @@
 //! As in the `ntfs` target, panics that the reader catches (the `ntfs` crate's, turned into
 //! errors by `guard` in src/image/ntfs.rs) must not stop the run; any other panic still aborts.
 #![no_main]
+mod capped_alloc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once, OnceLock};
 
