@@ -12,8 +12,11 @@ die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
+# python3 runs the FUSE stall file system (tests/fuse/stallfs.py); util-linux gives mount and
+# prlimit (the broken-input tests' memory limit).
 PACKAGES="libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
-qemu-system-x86 qemu-utils libhivex-bin libwin-hivex-perl ntfs-3g attr fdisk busybox-static cpio"
+qemu-system-x86 qemu-utils libhivex-bin libwin-hivex-perl ntfs-3g attr fdisk busybox-static cpio \
+python3 util-linux"
 
 # 1. Packages. qemu-utils must come from bookworm (7.2): the machine may carry 10.x from
 #    backports, which conflicts with qemu-system-x86 7.2. libvirt-daemon-system is left out
