@@ -186,12 +186,10 @@ pub fn inspect_guest(
     let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
     // Watched like a scan's inspections: an image on hung storage gives an `unknown` verdict
     // (a blocked plan) instead of a convert that never answers.
-    let facts = crate::host::with_volume_paths(conn, &facts);
-    let verdict = crate::guest::assess_many(&[&facts], 1, args.budget.budget())
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow::anyhow!("no verdict for {domain}"))?;
-    Ok(Some(verdict))
+    Ok(Some(crate::guest::assess_watched(
+        &crate::host::with_volume_paths(conn, &facts),
+        args.budget.budget(),
+    )))
 }
 
 /// The exit code for a plan.

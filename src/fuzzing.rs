@@ -364,65 +364,87 @@ pub fn ntfs_root_over(base: Arc<Vec<u8>>, head: &[u8]) {
     }));
 }
 
-/// The NTFS reader over a whole fixed volume (`base`) changed by the fuzz input, read as a list
-/// of patches aimed at the volume's metadata, so that the index blocks, deep file records and
-/// data runs far past the volume's first bytes are fuzzed too (the `ntfs_patch` target).
+/// A whole fixed NTFS volume to lay the `ntfs_patch` target's inputs over, with its regions
+/// found once: the fuzz input is read as a list of patches aimed at the volume's metadata, so
+/// that the index blocks, deep file records and data runs far past the volume's first bytes are
+/// fuzzed too.
 ///
 /// Each patch is `[region: u8][offset: u16 LE][length: u8][bytes]`: the region is one of the
-/// boot sector, every 1 KiB file record (`FILE`), every 4 KiB index block (`INDX`) found in
-/// `base`, or the whole volume; the offset (counted in steps of the region's size / 65,536 where
+/// boot sector, every 1 KiB file record (`FILE`), every 4 KiB index block (`INDX`) found in the
+/// volume, or the whole volume; the offset (counted in steps of the region's size / 65,536 where
 /// that is more than a byte) is taken modulo the region's size and the bytes are written there
 /// (cut at the region's end). At most [`NTFS_MAX_PATCHES`] patches are applied.
-pub fn ntfs_patched(base: Arc<Vec<u8>>, patches: &[u8]) {
-    let patches = ntfs_patch_list(&base, patches)
-        .into_iter()
-        .map(|(at, bytes)| (at as u64, bytes.to_vec()))
-        .collect();
-    ntfs_volume(Arc::new(Patched { base, patches }));
+pub struct NtfsPatchBase {
+    volume: Arc<Vec<u8>>,
+    /// (start, size) of each region, in the order the region byte counts them.
+    regions: Vec<(usize, usize)>,
 }
 
-/// `base` with `patches` applied as [`ntfs_patched`] describes (what its reads see).
-pub fn ntfs_patch(base: &[u8], patches: &[u8]) -> Vec<u8> {
-    let mut volume = base.to_vec();
-    for (at, bytes) in ntfs_patch_list(base, patches) {
-        volume[at..at + bytes.len()].copy_from_slice(bytes);
+impl NtfsPatchBase {
+    pub fn new(volume: Arc<Vec<u8>>) -> NtfsPatchBase {
+        let mut regions: Vec<(usize, usize)> = vec![(0, 512.min(volume.len()))];
+        for at in (0..volume.len().saturating_sub(4)).step_by(512) {
+            match volume.get(at..at + 4) {
+                Some(b"FILE") if at % 1024 == 0 => regions.push((at, 1024)),
+                Some(b"INDX") => regions.push((at, 4096)),
+                _ => {}
+            }
+        }
+        regions.push((0, volume.len()));
+        NtfsPatchBase { volume, regions }
     }
-    volume
-}
 
-/// The writes an `ntfs_patch` input asks for: (offset, bytes), each inside `base`, in order.
-fn ntfs_patch_list<'a>(base: &[u8], patches: &'a [u8]) -> Vec<(usize, &'a [u8])> {
-    let mut regions: Vec<(usize, usize)> = vec![(0, 512.min(base.len()))];
-    for at in (0..base.len().saturating_sub(4)).step_by(512) {
-        match base.get(at..at + 4) {
-            Some(b"FILE") if at % 1024 == 0 => regions.push((at, 1024)),
-            Some(b"INDX") => regions.push((at, 4096)),
-            _ => {}
+    /// The NTFS reader, the Windows root lookup and the verdict over the patched volume.
+    pub fn inspect(&self, patches: &[u8]) {
+        ntfs_volume(Arc::new(self.patched(patches)));
+    }
+
+    /// The bytes of the patched volume (what the reads of [`NtfsPatchBase::inspect`] see).
+    pub fn bytes(&self, patches: &[u8]) -> Vec<u8> {
+        let mut volume = self.volume.to_vec();
+        for (at, bytes) in self.writes(patches) {
+            volume[at..at + bytes.len()].copy_from_slice(bytes);
+        }
+        volume
+    }
+
+    /// The volume with the patches laid over it as it is read (no copy of the volume).
+    fn patched(&self, patches: &[u8]) -> Patched {
+        Patched {
+            base: self.volume.clone(),
+            patches: self
+                .writes(patches)
+                .into_iter()
+                .map(|(at, bytes)| (at as u64, bytes.to_vec()))
+                .collect(),
         }
     }
-    regions.push((0, base.len()));
-    let mut out = Vec::new();
-    let mut rest = patches;
-    for _ in 0..NTFS_MAX_PATCHES {
-        let [region, lo, hi, len, tail @ ..] = rest else {
-            break;
-        };
-        let (start, size) = regions[usize::from(*region) % regions.len()];
-        let len = usize::from(*len).min(tail.len());
-        let (bytes, tail) = tail.split_at(len);
-        rest = tail;
-        if size == 0 {
-            continue;
+
+    /// The writes an input asks for: (offset, bytes), each inside the volume, in order.
+    fn writes<'a>(&self, patches: &'a [u8]) -> Vec<(usize, &'a [u8])> {
+        let mut out = Vec::new();
+        let mut rest = patches;
+        for _ in 0..NTFS_MAX_PATCHES {
+            let [region, lo, hi, len, tail @ ..] = rest else {
+                break;
+            };
+            let (start, size) = self.regions[usize::from(*region) % self.regions.len()];
+            let len = usize::from(*len).min(tail.len());
+            let (bytes, tail) = tail.split_at(len);
+            rest = tail;
+            if size == 0 {
+                continue;
+            }
+            // A region larger than 64 KiB (the whole volume) is reached in steps of size / 64 Ki.
+            let step = (size >> 16).max(1);
+            let at = start + usize::from(u16::from_le_bytes([*lo, *hi])) * step % size;
+            let end = (at + bytes.len()).min(start + size).min(self.volume.len());
+            if let Some(bytes) = bytes.get(..end.saturating_sub(at)) {
+                out.push((at, bytes));
+            }
         }
-        // A region larger than 64 KiB (the whole volume) is reached in steps of size / 64 Ki.
-        let step = (size >> 16).max(1);
-        let at = start + usize::from(u16::from_le_bytes([*lo, *hi])) * step % size;
-        let end = (at + bytes.len()).min(start + size).min(base.len());
-        if let Some(bytes) = bytes.get(..end.saturating_sub(at)) {
-            out.push((at, bytes));
-        }
+        out
     }
-    out
 }
 
 /// A volume read as `base` with `patches` written over it in order.
@@ -453,7 +475,7 @@ impl ReadAt for Patched {
     }
 }
 
-/// The most patches [`ntfs_patched`] applies from one input.
+/// The most patches [`NtfsPatchBase`] applies from one input.
 pub const NTFS_MAX_PATCHES: usize = 64;
 
 /// Decompress a gzip file held in memory (at most 64 MiB out): the fuzz targets' fixed bases.
@@ -513,16 +535,10 @@ mod tests {
             input.push(bytes.len() as u8);
             input.extend_from_slice(bytes);
         }
-        let copy = ntfs_patch(&base, &input);
-        assert_ne!(copy, base);
-        let patches = ntfs_patch_list(&base, &input)
-            .into_iter()
-            .map(|(at, b)| (at as u64, b.to_vec()))
-            .collect();
-        let volume = Patched {
-            base: Arc::new(base),
-            patches,
-        };
+        let base = NtfsPatchBase::new(Arc::new(base));
+        let copy = base.bytes(&input);
+        assert_ne!(copy, *base.volume);
+        let volume = base.patched(&input);
         for offset in [
             0u64, 500, 4090, 4100, 8190, 12_280, 12_290, 12_300, 1_048_000,
         ] {

@@ -85,7 +85,8 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 }
 
 impl Budget {
-    fn stats(&self) -> Arc<IoStats> {
+    /// Read counters that refuse reads once this budget is spent.
+    pub fn stats(&self) -> Arc<IoStats> {
         IoStats::with_budget(self.max_bytes, Some(self.max_time))
     }
 }
@@ -399,4 +400,17 @@ pub fn assess_many(guests: &[&DomainFacts], parallel: usize, budget: Budget) -> 
             unknown_disk("-", facts.machine_family, why, Instant::now())
         },
     )
+}
+
+/// One guest's verdict, watched as [`assess_many`] watches each: an image on hung storage gives
+/// an `unknown` verdict instead of no answer.
+pub fn assess_watched(facts: &DomainFacts, budget: Budget) -> GuestVerdict {
+    assess_many(&[facts], 1, budget).pop().unwrap_or_else(|| {
+        unknown_disk(
+            "-",
+            facts.machine_family,
+            "the inspection did not complete".into(),
+            Instant::now(),
+        )
+    })
 }

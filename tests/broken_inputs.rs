@@ -610,30 +610,17 @@ fn scan_goes_on_past_a_fifo_disk() {
     let dir = tempfile::tempdir().unwrap();
     let fifo = dir.path().join("fifo-guest.qcow2");
     mkfifo(&fifo);
-    let base = strip_uuid(&fixture_domain("win2k8r2"));
     let image = PathBuf::from(ROOT).join(WINDOWS_QCOW2);
-    let domain = |name: &str, source: &Path| {
-        base.replace(
-            "/var/lib/libvirt/images/win2k8r2-app01.qcow2",
-            &source.display().to_string(),
-        )
-        .replace("win2k8r2-app01", name)
-    };
     let uri = node(
         dir.path(),
         &[
-            domain("a-fifo-guest", &fifo),
-            domain("b-real-guest", &image),
+            domain_booting("a-fifo-guest", &fifo),
+            domain_booting("b-real-guest", &image),
         ],
     );
     let out = run(&["-c", &uri, "--json", "scan"]);
     assert_eq!(out.code, 0, "{}", out.all());
-    let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let verdict = |name: &str| -> serde_json::Value {
-        let domains = report["domains"].as_array().unwrap();
-        let d = domains.iter().find(|d| d["name"] == name).unwrap();
-        d["verdict"].clone()
-    };
+    let verdict = |name: &str| scan_verdict(&out.stdout, name);
     let fifo = verdict("a-fifo-guest");
     assert_eq!(fifo["blk"]["state"], "unknown", "{fifo}");
     assert!(fifo["blk"]["why"].to_string().contains("FIFO"), "{fifo}");
@@ -649,14 +636,7 @@ fn scan_goes_on_past_a_fifo_disk() {
 #[test]
 fn read_budget_makes_one_guest_unknown_and_the_scan_goes_on() {
     let dir = tempfile::tempdir().unwrap();
-    let base = strip_uuid(&fixture_domain("win2k8r2"));
-    let domain = |name: &str, image: &str| {
-        base.replace(
-            "/var/lib/libvirt/images/win2k8r2-app01.qcow2",
-            &PathBuf::from(ROOT).join(image).display().to_string(),
-        )
-        .replace("win2k8r2-app01", name)
-    };
+    let domain = |name: &str, image: &str| domain_booting(name, &PathBuf::from(ROOT).join(image));
     let uri = node(
         dir.path(),
         &[
@@ -676,12 +656,7 @@ fn read_budget_makes_one_guest_unknown_and_the_scan_goes_on() {
             parallel,
         ]);
         assert_eq!(out.code, 0, "{}", out.all());
-        let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-        let verdict = |name: &str| -> serde_json::Value {
-            let domains = report["domains"].as_array().unwrap();
-            let d = domains.iter().find(|d| d["name"] == name).unwrap();
-            d["verdict"].clone()
-        };
+        let verdict = |name: &str| scan_verdict(&out.stdout, name);
         let costly = verdict("a-costly");
         for bus in ["blk", "scsi", "nic"] {
             assert_eq!(costly[bus]["state"], "unknown", "{costly}");
@@ -738,6 +713,24 @@ fn budget_values_are_checked() {
         assert_eq!(out.code, 2, "{args:?}: {}", out.all());
         assert!(out.stderr.contains(args[0]), "{}", out.all());
     }
+}
+
+/// `fixture_domain("win2k8r2")` renamed `name`, booting `image` (declared qcow2), without a UUID.
+fn domain_booting(name: &str, image: &Path) -> String {
+    strip_uuid(&fixture_domain("win2k8r2"))
+        .replace(
+            "/var/lib/libvirt/images/win2k8r2-app01.qcow2",
+            &image.display().to_string(),
+        )
+        .replace("win2k8r2-app01", name)
+}
+
+/// The verdict of domain `name` in the report `scan --json` printed.
+fn scan_verdict(json: &str, name: &str) -> serde_json::Value {
+    let report: serde_json::Value = serde_json::from_str(json).unwrap();
+    let domains = report["domains"].as_array().unwrap();
+    let d = domains.iter().find(|d| d["name"] == name).unwrap();
+    d["verdict"].clone()
 }
 
 /// Make a FIFO at `path` (mkfifo from coreutils).

@@ -3,51 +3,16 @@
 //! fuzz targets call, so a finding, once fixed, cannot come back unnoticed. A panic in any of them
 //! fails the test and names the file.
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::path::{Path, PathBuf};
 
 use virtio_migrate::fuzzing;
 
-/// No single allocation in these replays may exceed this: a reader that sizes a buffer from a
-/// field of the input before checking it (the 3 GiB index record of
-/// `regressions/ntfs_patch/index-record-size-3GiB`) makes the allocation fail and the test
-/// process abort, instead of passing quietly on a machine with memory to spare.
-const MAX_ALLOCATION: usize = 256 << 20;
-
-struct Capped;
-
-// SAFETY: every call is forwarded to the system allocator unchanged, or refused with a null
-// pointer (which the caller treats as allocation failure) before it reaches it.
-unsafe impl GlobalAlloc for Capped {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > MAX_ALLOCATION {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > MAX_ALLOCATION {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's layout.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if new_size > MAX_ALLOCATION {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: forwarded with the caller's pointer, layout and size.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded with the caller's pointer and layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Capped = Capped;
+// No single allocation in these replays may exceed 256 MiB: the fuzz targets' allocator, so a
+// reader that sizes a buffer from an input field before checking it (the 3 GiB index record of
+// `regressions/ntfs_patch/index-record-size-3GiB`) aborts the test process instead of passing
+// quietly on a machine with memory to spare.
+#[path = "../fuzz/fuzz_targets/capped_alloc.rs"]
+mod capped_alloc;
 
 const FUZZ: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz");
 
@@ -136,17 +101,17 @@ fn ntfs_corpus() {
 #[test]
 fn ntfs_patch_corpus() {
     let base = ntfs_base();
-    replay("ntfs_patch", 10, |data| {
-        fuzzing::ntfs_patched(base.clone(), data)
-    });
+    let base = fuzzing::NtfsPatchBase::new(base);
+    replay("ntfs_patch", 10, |data| base.inspect(data));
 }
 
-/// The `ntfs_patch` input format does what `fuzzing::ntfs_patched` documents: regions in the
+/// The `ntfs_patch` input format does what `fuzzing::NtfsPatchBase` documents: regions in the
 /// order boot sector, file records and index blocks by offset, whole volume; offsets modulo the
 /// region; writes cut at the region's end; the region byte wraps around.
 #[test]
 fn ntfs_patch_format() {
     let base = ntfs_base();
+    let patcher = fuzzing::NtfsPatchBase::new(base.clone());
     let first_record = (0..base.len())
         .step_by(1024)
         .find(|&at| &base[at..at + 4] == b"FILE")
@@ -165,33 +130,33 @@ fn ntfs_patch_format() {
         p.extend_from_slice(bytes);
         p
     };
-    assert_eq!(fuzzing::ntfs_patch(&base, &[]), *base);
+    assert_eq!(patcher.bytes(&[]), *base);
     // Region 1 is the first file record ($MFT's own).
-    let out = fuzzing::ntfs_patch(&base, &patch(1, 0, b"BAAD"));
+    let out = patcher.bytes(&patch(1, 0, b"BAAD"));
     assert_eq!(&out[first_record..first_record + 4], b"BAAD");
     assert_eq!(out[first_record + 4..], base[first_record + 4..]);
     // An offset past the region's end wraps inside it; a write is cut at the region's end.
-    let out = fuzzing::ntfs_patch(&base, &patch(1, 1024 + 1022, b"WXYZ"));
+    let out = patcher.bytes(&patch(1, 1024 + 1022, b"WXYZ"));
     assert_eq!(&out[first_record + 1022..first_record + 1024], b"WX");
     assert_eq!(out[first_record + 1024..], base[first_record + 1024..]);
     // The region byte wraps: regions + 1 is region 1 again.
     if regions + 1 < 256 {
-        let out = fuzzing::ntfs_patch(&base, &patch(regions + 1, 8, b"Q"));
+        let out = patcher.bytes(&patch(regions + 1, 8, b"Q"));
         assert_eq!(out[first_record + 8], b'Q');
     }
     // The last region is the whole volume, in steps of size / 65,536 bytes.
     let step = base.len() >> 16;
-    let out = fuzzing::ntfs_patch(&base, &patch(regions - 1, 1000, b"Z"));
+    let out = patcher.bytes(&patch(regions - 1, 1000, b"Z"));
     assert_eq!(out[1000 * step], b'Z');
     // A patch whose length runs past the input takes what there is; patches stop at 64.
     let mut many = Vec::new();
     for i in 0..100u16 {
         many.extend(patch(regions - 1, i, &[0xAA]));
     }
-    let out = fuzzing::ntfs_patch(&base, &many);
+    let out = patcher.bytes(&many);
     assert_eq!(out[63 * step], 0xAA);
     assert_eq!(out[64 * step], base[64 * step]);
-    let out = fuzzing::ntfs_patch(&base, &[0, 0, 0, 200, b'E']);
+    let out = patcher.bytes(&[0, 0, 0, 200, b'E']);
     assert_eq!(out[0], b'E');
     assert_eq!(out[1..], base[1..]);
 }

@@ -1,8 +1,9 @@
-//! Included by every target (`mod capped_alloc;`): a global allocator that refuses any single
-//! allocation over 256 MiB, so a reader that sizes a buffer from an input field before checking
-//! it aborts the run (a crash libFuzzer records) even without a sanitizer. Without it, `-s none`
-//! runs do not notice: a 3 GiB `calloc` succeeds lazily on a machine with overcommit, and only
-//! AddressSanitizer's malloc limit found the `ntfs` index record case (FINDINGS.md, 11).
+//! Included by every target (`mod capped_alloc;`) and by tests/fuzz_corpus.rs, which replays
+//! the corpora: a global allocator that refuses any single allocation over 256 MiB, so a reader
+//! that sizes a buffer from an input field before checking it aborts the run (a crash libFuzzer
+//! records) even without a sanitizer. Without it, `-s none` runs do not notice: a 3 GiB `calloc`
+//! succeeds lazily on a machine with overcommit, and only AddressSanitizer's malloc limit found
+//! the `ntfs` index record case (FINDINGS.md, 11).
 use std::alloc::{GlobalAlloc, Layout, System};
 
 /// The largest single allocation a target may make.
