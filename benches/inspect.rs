@@ -31,14 +31,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use virtio_migrate::cli::scan;
 use virtio_migrate::domain::MachineFamily;
-use virtio_migrate::guest::{self, Budget, GuestVerdict};
 use virtio_migrate::host::{Access, Host};
-use virtio_migrate::image::disk::{open_disk, DiskFormat};
-use virtio_migrate::image::partition::read_partition_table;
-use virtio_migrate::image::IoStats;
-use virtio_migrate::inspect::{inspect_disk, FormatSource};
-use virtio_migrate::scan;
+use virtio_migrate::inspect::disk::{inspect_disk, FormatSource};
+use virtio_migrate::inspect::guest::{self, Budget, GuestVerdict};
+use virtio_migrate::inspect::image::disk::{open_disk, DiskFormat};
+use virtio_migrate::inspect::image::partition::read_partition_table;
+use virtio_migrate::inspect::image::IoStats;
 
 const KIB: f64 = 1024.0;
 /// Issue 7: locating the system root and reading the file metadata.

@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use crate::domain::MachineFamily;
-use crate::guestfs::{Entry, GuestFs};
-use crate::hive::{Hive, Key};
-use crate::image::ReadAt;
+use crate::inspect::guestfs::{Entry, GuestFs};
+use crate::inspect::hive::{Hive, Key};
+use crate::inspect::image::ReadAt;
 
 /// Most keys [`hive_lookups`] visits in its walk of the whole tree.
 const HIVE_WALK_KEYS: usize = 256;
@@ -66,8 +66,14 @@ pub fn hive_lookups(primary: &[u8], log1: Option<&[u8]>) {
     }
     walk(&hive);
     // The verdict itself, with this hive as SYSTEM and as SOFTWARE, over an empty volume.
-    let assessment =
-        crate::verdict::assess_hives(&NoFiles, "Windows", &hive, &hive, MachineFamily::Q35, &[]);
+    let assessment = crate::inspect::verdict::assess_hives(
+        &NoFiles,
+        "Windows",
+        &hive,
+        &hive,
+        MachineFamily::Q35,
+        &[],
+    );
     let _ = assessment.lines();
 }
 
@@ -224,8 +230,8 @@ impl Drop for Scratch {
 /// a fixed 64 KiB raw backing file (`backing.raw` beside the image, attached whatever name the
 /// header holds).
 pub fn qcow2_read(data: &[u8]) {
-    use crate::image::qcow2::Qcow2Image;
-    use crate::image::IoStats;
+    use crate::inspect::image::qcow2::Qcow2Image;
+    use crate::inspect::image::IoStats;
     let Ok(scratch) = Scratch::new() else {
         return;
     };
@@ -239,7 +245,7 @@ pub fn qcow2_read(data: &[u8]) {
     // An external data file named `backing.raw` resolves too (written only when the header
     // asks for a data file: most inputs do not).
     let incompatible = data.get(72..80).map_or(0, |b| b[7]);
-    if incompatible & (crate::image::qcow2::INCOMPAT_DATA_FILE as u8) != 0
+    if incompatible & (crate::inspect::image::qcow2::INCOMPAT_DATA_FILE as u8) != 0
         && std::fs::write(scratch.path().join("backing.raw"), backing.as_slice()).is_err()
     {
         return;
@@ -311,8 +317,8 @@ impl ReadAt for Overlaid {
 /// 4096-byte sectors and its backup, bare file systems), then the first sector of each partition
 /// it reports, read through a window as the inspection does.
 pub fn partitions(data: &[u8]) {
-    use crate::image::partition::{fs_kind_of_boot_sector, read_partition_table};
-    use crate::image::Window;
+    use crate::inspect::image::partition::{fs_kind_of_boot_sector, read_partition_table};
+    use crate::inspect::image::Window;
     let disk: Arc<dyn ReadAt> = Arc::new(data.to_vec());
     let table = read_partition_table(&*disk);
     let _ = (table.is_dynamic(), format!("{table:?}"));
@@ -492,8 +498,8 @@ pub fn gunzip(gz: &[u8]) -> Vec<u8> {
 /// find the Windows system root, inspect it (driver files) and run the verdict over the hives
 /// it holds (read through the volume's data runs).
 fn ntfs_volume(volume: Arc<dyn ReadAt>) {
-    use crate::image::ntfs::NtfsVolume;
-    use crate::image::windows_root::{find_system_root, hibernation, inspect_root};
+    use crate::inspect::image::ntfs::NtfsVolume;
+    use crate::inspect::image::windows_root::{find_system_root, hibernation, inspect_root};
     let Ok(fs) = NtfsVolume::open(volume) else {
         return;
     };
@@ -504,7 +510,7 @@ fn ntfs_volume(volume: Arc<dyn ReadAt>) {
         return;
     };
     let _ = format!("{:?}", inspect_root(&fs, &root));
-    let assessment = crate::verdict::assess(&fs, &root, MachineFamily::I440fx, &[]);
+    let assessment = crate::inspect::verdict::assess(&fs, &root, MachineFamily::I440fx, &[]);
     let _ = assessment.lines();
 }
 

@@ -210,7 +210,7 @@ fn all_conflicts_with_domain_and_parallel_needs_all() {
 
 #[test]
 fn dry_run_and_scan_warn_about_an_unfinished_run() {
-    use virtio_migrate::lifecycle::journal::{Journal, RunKind, Step};
+    use virtio_migrate::host::lifecycle::journal::{Journal, RunKind, Step};
     let state = tempfile::tempdir().unwrap();
     let st = state.path().display().to_string();
     let mut j = Journal::begin(

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use virtio_migrate::hive::{Hive, HiveError};
+use virtio_migrate::inspect::hive::{Hive, HiveError};
 
 /// A hand-made hive: one hive bin of `bins_size` bytes whose cells are appended in order; the
 /// root key node is the first cell.

@@ -84,8 +84,8 @@ fn forced_plan_writes_the_new_xml_and_json() {
     let xml = std::fs::read_to_string(&file).unwrap();
     assert!(xml.contains("<target dev='sda' bus='scsi'/>"));
     assert!(xml.contains("model='virtio-scsi'"));
-    assert!(virtio_migrate::validate::check(&xml, None).is_empty());
-    virtio_migrate::validate::schema(&xml).unwrap();
+    assert!(virtio_migrate::plan::validate::check(&xml, None).is_empty());
+    virtio_migrate::plan::validate::schema(&xml).unwrap();
 
     let out = convert(
         &node,

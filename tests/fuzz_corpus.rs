@@ -171,7 +171,7 @@ fn domain_corpus() {
 #[test]
 fn hive_log_seed_replays() {
     use std::sync::Arc;
-    use virtio_migrate::hive::{Hive, HiveState};
+    use virtio_migrate::inspect::hive::{Hive, HiveState};
     let primary = dirty_primary();
     for log in ["system-dirty.hive.LOG1", "system-dirty-old.hive.LOG1"] {
         let log = std::fs::read(Path::new(FUZZ).join("seeds").join(log)).unwrap();
@@ -191,7 +191,7 @@ fn hive_log_seed_replays() {
 #[test]
 fn hive_seed_has_the_verdict_keys() {
     use std::sync::Arc;
-    use virtio_migrate::hive::Hive;
+    use virtio_migrate::inspect::hive::Hive;
     let bytes = std::fs::read(Path::new(FUZZ).join("seeds/system.hive")).unwrap();
     let hive = Hive::open(Arc::new(bytes), None, None).unwrap();
     let select = hive.key("Select").unwrap().unwrap();
@@ -221,9 +221,9 @@ fn hive_seed_has_the_verdict_keys() {
 /// (the seed) are the base's own.
 #[test]
 fn ntfs_seed_reaches_the_windows_root() {
-    use virtio_migrate::guestfs::GuestFs;
-    use virtio_migrate::image::ntfs::NtfsVolume;
-    use virtio_migrate::image::windows_root::find_system_root;
+    use virtio_migrate::inspect::guestfs::GuestFs;
+    use virtio_migrate::inspect::image::ntfs::NtfsVolume;
+    use virtio_migrate::inspect::image::windows_root::find_system_root;
     let base = ntfs_base();
     assert_eq!(base.len(), 2 << 20);
     let head = std::fs::read(Path::new(FUZZ).join("corpus/ntfs/seed-ntfs-head.img")).unwrap();
@@ -240,8 +240,8 @@ fn ntfs_seed_reaches_the_windows_root() {
 /// Every qcow2 seed (made by fuzz/seeds/make-images.sh) and fixture copy in the corpus opens (the target starts past the header checks).
 #[test]
 fn qcow2_seeds_open() {
-    use virtio_migrate::image::qcow2::Qcow2Image;
-    use virtio_migrate::image::IoStats;
+    use virtio_migrate::inspect::image::qcow2::Qcow2Image;
+    use virtio_migrate::inspect::image::IoStats;
     let dir = Path::new(FUZZ).join("corpus/qcow2");
     let mut count = 0;
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -11,12 +11,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use virtio_migrate::image::disk::{open_disk, DiskFormat};
-use virtio_migrate::image::ntfs::NtfsVolume;
-use virtio_migrate::image::windows_root::find_system_root;
-use virtio_migrate::image::{IoStats, ReadAt, Window};
-use virtio_migrate::inspect::{inspect_reader, DiskHazard};
-use virtio_migrate::verdict::{assess, Assessment, Hazard, MachineFamily};
+use virtio_migrate::inspect::disk::{inspect_reader, DiskHazard};
+use virtio_migrate::inspect::image::disk::{open_disk, DiskFormat};
+use virtio_migrate::inspect::image::ntfs::NtfsVolume;
+use virtio_migrate::inspect::image::windows_root::find_system_root;
+use virtio_migrate::inspect::image::{IoStats, ReadAt, Window};
+use virtio_migrate::inspect::verdict::{assess, Assessment, Hazard, MachineFamily};
 
 fn image(name: &str) -> (PathBuf, DiskFormat) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images");

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 
-use virtio_migrate::hive::{Hive, HiveError, HiveState, LogFormat, Value};
-use virtio_migrate::image::{HostFile, IoStats, ReadAt};
+use virtio_migrate::inspect::hive::{Hive, HiveError, HiveState, LogFormat, Value};
+use virtio_migrate::inspect::image::{HostFile, IoStats, ReadAt};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/hives/reader");
 

@@ -7,14 +7,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
-use virtio_migrate::guestfs::GuestFs;
-use virtio_migrate::image::disk::{open_disk, DiskFormat};
-use virtio_migrate::image::ntfs::NtfsVolume;
-use virtio_migrate::image::partition::{FsKind, PartitionScheme};
-use virtio_migrate::image::{HostFile, IoStats, ReadAt, Window};
-use virtio_migrate::inspect::{
+use virtio_migrate::inspect::disk::{
     inspect_disk, inspect_domain_xml, inspect_reader, DiskHazard, DiskInspection, FormatSource,
 };
+use virtio_migrate::inspect::guestfs::GuestFs;
+use virtio_migrate::inspect::image::disk::{open_disk, DiskFormat};
+use virtio_migrate::inspect::image::ntfs::NtfsVolume;
+use virtio_migrate::inspect::image::partition::{FsKind, PartitionScheme};
+use virtio_migrate::inspect::image::{HostFile, IoStats, ReadAt, Window};
 
 fn images() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images")
@@ -188,7 +188,7 @@ fn compressed_file_is_refused_and_sparse_file_reads_zeros() {
 fn expect_drivers(
     m: &[ManifestLine],
     part: u32,
-    root: &virtio_migrate::image::windows_root::WindowsRoot,
+    root: &virtio_migrate::inspect::image::windows_root::WindowsRoot,
 ) {
     let lines = || m.iter().filter(|l| l.part == Some(part));
     // The root as spelled on disk: the first component of the SYSTEM hive's path.

@@ -5,7 +5,7 @@ mod support;
 
 use std::process::{Command, Output, Stdio};
 
-use virtio_migrate::lifecycle::lock::DomainLock;
+use virtio_migrate::host::lifecycle::lock::DomainLock;
 
 const UUID: &str = "0d7f6a4e-1c2b-4a3d-9e8f-112233445566";
 

@@ -10,11 +10,13 @@ use std::time::Duration;
 
 use virt::connect::Connect;
 use virt::domain::Domain;
-use virtio_migrate::lifecycle::backup::Backup;
-use virtio_migrate::lifecycle::journal::{self, Journal, RunKind, Step};
-use virtio_migrate::lifecycle::lock::DomainLock;
-use virtio_migrate::lifecycle::progress::Reporter;
-use virtio_migrate::lifecycle::{self, LifecycleError, LifecycleOptions, OutcomeKind, Transition};
+use virtio_migrate::host::lifecycle::backup::Backup;
+use virtio_migrate::host::lifecycle::journal::{self, Journal, RunKind, Step};
+use virtio_migrate::host::lifecycle::lock::DomainLock;
+use virtio_migrate::host::lifecycle::progress::Reporter;
+use virtio_migrate::host::lifecycle::{
+    self, LifecycleError, LifecycleOptions, OutcomeKind, Transition,
+};
 
 const UUID: &str = "6b0b3a2c-9d56-4c1e-8f55-0a1b2c3d4e5f";
 const NAME: &str = "win2k8";

@@ -12,11 +12,11 @@
 
 use std::path::{Path, PathBuf};
 
+use virtio_migrate::plan::validate;
 use virtio_migrate::plan::{
     plan, BlockerKind, DiskSelection, GuestReadiness, HostFacts, NicPolicy, Plan, PlanOptions,
     PlanStatus, Readiness, SnapshotFacts, TargetBus, WarningKind,
 };
-use virtio_migrate::validate;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/domains")
@@ -279,7 +279,7 @@ fn golden(file: &str, actual: &str) -> Result<(), String> {
         return Err(format!(
             "{} drifted:\n{}",
             path.display(),
-            virtio_migrate::xmldiff::unified(&expected, actual, "expected", "actual")
+            virtio_migrate::plan::diff::unified(&expected, actual, "expected", "actual")
         ));
     }
     Ok(())

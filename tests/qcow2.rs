@@ -6,10 +6,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use virtio_migrate::image::compression::CompressionType;
-use virtio_migrate::image::disk::{open_disk, probe_format, DiskFormat, OpenedDisk};
-use virtio_migrate::image::error::ImageError;
-use virtio_migrate::image::{IoStats, ReadAt};
+use virtio_migrate::inspect::image::compression::CompressionType;
+use virtio_migrate::inspect::image::disk::{open_disk, probe_format, DiskFormat, OpenedDisk};
+use virtio_migrate::inspect::image::error::ImageError;
+use virtio_migrate::inspect::image::{IoStats, ReadAt};
 
 const MIB: u64 = 1 << 20;
 

@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use virtio_migrate::domain::MachineFamily;
-use virtio_migrate::guest::{assess_disk, Budget};
-use virtio_migrate::image::disk::{open_disk, DiskFormat};
-use virtio_migrate::image::{HostFile, IoStats, ReadAt};
-use virtio_migrate::inspect::{inspect_disk, inspect_reader, FormatSource};
+use virtio_migrate::inspect::disk::{inspect_disk, inspect_reader, FormatSource};
+use virtio_migrate::inspect::guest::{assess_disk, Budget};
+use virtio_migrate::inspect::image::disk::{open_disk, DiskFormat};
+use virtio_migrate::inspect::image::{HostFile, IoStats, ReadAt};
 
 const KIB: u64 = 1024;
 

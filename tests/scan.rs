@@ -597,7 +597,7 @@ fn the_demo_domains_pass_libvirts_schema() {
             })
             .collect();
         assert!(!xml.contains("@FIXTURES@"), "{}", path.display());
-        virtio_migrate::validate::schema(&xml)
+        virtio_migrate::plan::validate::schema(&xml)
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         checked += 1;
     }

@@ -8,13 +8,13 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use virtio_migrate::guestfs::HostDirFs;
-use virtio_migrate::hive::Hive;
-use virtio_migrate::image::{HostFile, IoStats, ReadAt};
-use virtio_migrate::verdict::{
+use virtio_migrate::inspect::guestfs::HostDirFs;
+use virtio_migrate::inspect::hive::Hive;
+use virtio_migrate::inspect::image::{HostFile, IoStats, ReadAt};
+use virtio_migrate::inspect::verdict::{
     assess, Assessment, Check, Hazard, MachineFamily, Readiness, Target,
 };
-use virtio_migrate::windows::WindowsFacts;
+use virtio_migrate::inspect::windows::WindowsFacts;
 
 const SCENARIOS: [&str; 8] = [
     "win2k8r2-ready",
@@ -188,7 +188,7 @@ fn win2k8r2_ready_boots_from_virtio_blk_on_both_machine_types() {
     assert!(facts.server);
     assert_eq!(
         a.binding_source,
-        Some(virtio_migrate::verdict::BindingSource::CriticalDeviceDatabase)
+        Some(virtio_migrate::inspect::verdict::BindingSource::CriticalDeviceDatabase)
     );
     assert_evidence(
         &a,
@@ -290,7 +290,7 @@ fn win2016_ready_through_the_driver_database_in_control_set_2() {
         assert_eq!(a.nic, Readiness::Ready);
         assert_eq!(
             a.binding_source,
-            Some(virtio_migrate::verdict::BindingSource::DriverDatabase)
+            Some(virtio_migrate::inspect::verdict::BindingSource::DriverDatabase)
         );
         let scsi = failed(&a.scsi);
         assert_eq!(
@@ -656,7 +656,7 @@ fn open_hive(path: &Path) -> Hive {
 
 /// Our reader's rendering of a value the way hivexget prints it.
 fn ours(hive: &Hive, key: &str, value: &str) -> String {
-    use virtio_migrate::hive::Value;
+    use virtio_migrate::inspect::hive::Value;
     let k = hive.key(key.trim_start_matches('\\')).unwrap().unwrap();
     match hive.value(&k, value).unwrap().unwrap() {
         Value::Dword(n) => n.to_string(),
@@ -950,7 +950,7 @@ fn print_reports_and_bytes_read() {
 
 #[test]
 fn host_dir_fs_matches_names_without_case_and_stays_inside() {
-    use virtio_migrate::guestfs::GuestFs;
+    use virtio_migrate::inspect::guestfs::GuestFs;
     let (dir, _) = lay_out("win2k8r2-start3");
     let fs = HostDirFs::new(dir.path());
     let entry = fs

@@ -1,7 +1,7 @@
 //! Shared by the `ntfs` and `ntfs_patch` targets (`mod ntfs_common;`).
 //!
 //! The `ntfs` crate may panic on malformed data; the reader runs it under `catch_unwind` and
-//! turns such a panic into an error (`guard` in src/image/ntfs.rs). libfuzzer-sys's panic hook
+//! turns such a panic into an error (`guard` in src/inspect/image/ntfs.rs). libfuzzer-sys's panic hook
 //! would abort the process before that happens, so [`quiet_panics`] puts back a hook that only
 //! prints the first few: a panic that escapes the reader still aborts (libfuzzer-sys catches it
 //! and aborts), one the reader handles does not.

@@ -1,0 +1,147 @@
+//! The lifecycle's face on the command line, shared by `convert`, `convert --all` and `rollback`:
+//! the shutdown, state-directory and run options, the interrupt flag, the connection, and how a
+//! plan becomes a [`Transition`] and a run's result becomes output and an exit code.
+
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use virt::connect::Connect;
+
+use crate::cli::common::{error_exit_code, outcome_exit_code, GlobalArgs};
+use crate::host::lifecycle::progress::Reporter;
+use crate::host::lifecycle::shutdown::{ShutdownMode, ShutdownPolicy};
+use crate::host::lifecycle::{
+    LifecycleError, LifecycleOptions, Outcome, Transition, DEFAULT_STATE_DIR,
+};
+
+/// How to stop a running guest (shared by `convert` and `rollback`).
+#[derive(Debug, Clone, Args)]
+pub struct ShutdownArgs {
+    /// How to ask the guest to shut down: the guest agent then ACPI (auto), or only one
+    #[arg(long, value_enum, default_value_t = ShutdownMode::Auto, value_name = "MODE")]
+    pub shutdown_mode: ShutdownMode,
+    /// Seconds to wait for the guest to power off (the request is re-sent every 10 s)
+    #[arg(long, default_value_t = 300, value_name = "SECS")]
+    pub shutdown_timeout: u64,
+    /// Destroy (power off) the guest when it has not shut down within the timeout
+    #[arg(long)]
+    pub force_off: bool,
+}
+
+/// Where the lifecycle keeps its locks, backups and journals.
+#[derive(Debug, Clone, Args)]
+pub struct StateDirArgs {
+    /// State directory (locks, backups, journals)
+    #[arg(long, value_name = "DIR", default_value = DEFAULT_STATE_DIR, env = "VIRTIO_MIGRATE_STATE_DIR")]
+    pub state_dir: PathBuf,
+}
+
+/// The options of a conversion run (flattened into `convert`; ignored with `--dry-run`).
+#[derive(Debug, Clone, Args)]
+pub struct LifecycleArgs {
+    /// Do not ask for confirmation (required when there is no terminal)
+    #[arg(short = 'y', long)]
+    pub yes: bool,
+    #[command(flatten)]
+    pub shutdown: ShutdownArgs,
+    /// Define the new definition but do not start the domain
+    #[arg(long)]
+    pub no_start: bool,
+    /// Seconds the started guest must stay running (and its agent answer) before success
+    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    pub verify_time: u64,
+    /// Do not watch the started guest (risky: a guest that fails to boot is not rolled back)
+    #[arg(long, conflicts_with = "verify_time")]
+    pub no_verify: bool,
+    /// Finish an interrupted conversion of the domain (from its journal and backup) instead of planning
+    #[arg(long)]
+    pub resume: bool,
+    #[command(flatten)]
+    pub state: StateDirArgs,
+}
+
+/// The interrupt flag: the first SIGINT/SIGTERM/SIGHUP sets it (the wait loops stop cleanly),
+/// a second one ends the process with 130.
+pub fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))?;
+        signal_hook::flag::register(sig, Arc::clone(&flag))?;
+    }
+    Ok(flag)
+}
+
+fn command_line() -> String {
+    std::env::args().collect::<Vec<_>>().join(" ")
+}
+
+/// Open the libvirt connection named by the global options.
+pub fn connect(global: &GlobalArgs) -> anyhow::Result<Connect> {
+    virt::error::clear_error_callback();
+    let uri = global.uri();
+    Connect::open(Some(&uri)).map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))
+}
+
+pub fn options(
+    global: &GlobalArgs,
+    state: &StateDirArgs,
+    shutdown: &ShutdownArgs,
+) -> LifecycleOptions {
+    let mut o = LifecycleOptions::new(&command_line());
+    o.state_dir = state.state_dir.clone();
+    o.shutdown = ShutdownPolicy {
+        mode: shutdown.shutdown_mode,
+        timeout: Duration::from_secs(shutdown.shutdown_timeout),
+        resend_every: Duration::from_secs(10),
+        force_off: shutdown.force_off,
+    };
+    o.reporter = Reporter::detect(global.quiet);
+    o
+}
+
+pub fn report(global: &GlobalArgs, result: Result<Outcome, LifecycleError>) -> anyhow::Result<i32> {
+    match result {
+        Ok(outcome) => {
+            if global.json {
+                println!("{}", serde_json::to_string_pretty(&outcome)?);
+            } else {
+                println!("{}", outcome.summary());
+            }
+            Ok(outcome_exit_code(&outcome))
+        }
+        Err(e) => {
+            eprintln!("virtio-migrate: {e}");
+            Ok(error_exit_code(&e))
+        }
+    }
+}
+
+/// The lifecycle's view of a plan: blockers still standing stop it; blockers overridden by
+/// `--force` become warnings that say so.
+pub fn transition_from_plan(original_xml: String, plan: &crate::plan::Plan) -> Transition {
+    let mut blockers = Vec::new();
+    let mut warnings: Vec<String> = Vec::new();
+    for b in &plan.blockers {
+        if b.overridden {
+            warnings.push(format!("--force overrides: {}", b.message));
+        } else if b.overridable {
+            blockers.push(format!("{} (--force overrides this)", b.message));
+        } else {
+            blockers.push(b.message.clone());
+        }
+    }
+    warnings.extend(plan.warnings.iter().map(|w| w.message.clone()));
+    Transition {
+        original_xml,
+        new_xml: plan.new_xml.clone(),
+        blockers,
+        warnings,
+    }
+}
