@@ -81,7 +81,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 acpi\t'The ACPI power button only'
 agent\t'The guest agent only'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l shutdown-timeout -d 'Seconds to wait for the guest to power off (the request is re-sent every 10 s)' -r
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l verify-time -d 'Seconds the started guest must stay running (and its agent answer) before success' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l verify-time -d 'Seconds to watch the started guest: any reset, reboot, crash, panic or stop in that time fails and rolls back at once; with a guest agent channel the agent must answer and keep answering. Long enough by default for Windows to reach the point of a 0x7B' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l state-dir -d 'State directory (locks, backups, journals)' -r -F
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r

@@ -14,7 +14,7 @@ use crate::cli::common::{error_exit_code, outcome_exit_code, GlobalArgs};
 use crate::host::lifecycle::progress::Reporter;
 use crate::host::lifecycle::shutdown::{ShutdownMode, ShutdownPolicy};
 use crate::host::lifecycle::{
-    LifecycleError, LifecycleOptions, Outcome, Transition, DEFAULT_STATE_DIR,
+    LifecycleError, LifecycleOptions, Outcome, Transition, DEFAULT_STATE_DIR, DEFAULT_VERIFY_SECS,
 };
 
 /// How to stop a running guest (shared by `convert` and `rollback`).
@@ -50,8 +50,10 @@ pub struct LifecycleArgs {
     /// Define the new definition but do not start the domain
     #[arg(long)]
     pub no_start: bool,
-    /// Seconds the started guest must stay running (and its agent answer) before success
-    #[arg(long, default_value_t = 60, value_name = "SECS")]
+    /// Seconds to watch the started guest: any reset, reboot, crash, panic or stop in that time
+    /// fails and rolls back at once; with a guest agent channel the agent must answer and keep
+    /// answering. Long enough by default for Windows to reach the point of a 0x7B
+    #[arg(long, default_value_t = DEFAULT_VERIFY_SECS, value_name = "SECS")]
     pub verify_time: u64,
     /// Do not watch the started guest (risky: a guest that fails to boot is not rolled back)
     #[arg(long, conflicts_with = "verify_time")]

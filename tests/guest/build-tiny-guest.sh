@@ -6,6 +6,8 @@
 #      VMTEST block <name>              one per disk (sdX, vdX, hdX)
 #      VMTEST net <ifname> <driver>     one per network interface with a device
 #      VMTEST ready                     acpid listens: an ACPI power button now powers off
+#      VMTEST virtio-boot reboot|panic  (only with vmtest.on_virtio_boot= on the kernel command
+#                                       line) the boot disk is on virtio: resets / panics now
 #  - powers off on the ACPI power button (busybox acpid, PWRF/00000080 -> poweroff -f).
 # Nothing is installed on the host: the packages are fetched with `apt-get download`
 # and unpacked with `dpkg-deb -x`.
@@ -116,6 +118,23 @@ for n in /sys/class/net/*; do
     [ -e "$n/device/driver" ] || continue
     echo "VMTEST net $(basename "$n") $(basename "$(readlink "$n/device/driver")")"
 done
+# Test behaviours chosen on the kernel command line (tests/support/host.rs, `cmdline_extra`):
+#   vmtest.on_virtio_boot=reboot  reset at once when a virtio disk holds partitions, i.e. the
+#                                 boot disk (a partitioned fixture image; the test data disks
+#                                 are blank) is on virtio: a boot loop after the conversion, as
+#                                 Windows after 0x7B with AutoReboot=1
+#   vmtest.on_virtio_boot=panic   a kernel panic instead (sysrq c; `panic=-1` resets at once)
+on_virtio_boot=""
+for w in $(cat /proc/cmdline); do
+    case "$w" in vmtest.on_virtio_boot=*) on_virtio_boot=${w#vmtest.on_virtio_boot=} ;; esac
+done
+if [ -n "$on_virtio_boot" ] && ls -d /sys/block/vd*/vd*[0-9] >/dev/null 2>&1; then
+    echo "VMTEST virtio-boot $on_virtio_boot"
+    case "$on_virtio_boot" in
+        reboot) reboot -f ;;
+        panic) echo c > /proc/sysrq-trigger ;;
+    esac
+fi
 # acpid in the foreground, logging to the console (its default log and pid files live in
 # directories this initramfs does not have). "ready" only once it holds the event devices.
 mkdir -p /var/run /var/log

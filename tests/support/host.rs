@@ -176,9 +176,14 @@ impl Host {
         let serial = dir.path().join("serial.log");
         let os = if spec.kernel {
             format!(
-                "    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>console=ttyS0 panic=-1</cmdline>\n",
+                "    <kernel>{}</kernel>\n    <initrd>{}</initrd>\n    <cmdline>console=ttyS0 panic=-1{}</cmdline>\n",
                 self.kernel.display(),
-                self.initrd.display()
+                self.initrd.display(),
+                if spec.cmdline_extra.is_empty() {
+                    String::new()
+                } else {
+                    format!(" {}", spec.cmdline_extra)
+                }
             )
         } else {
             String::new()
@@ -311,6 +316,9 @@ pub struct GuestSpec {
     pub agent_channel: bool,
     /// `destroy`, `restart`, …
     pub on_poweroff: &'static str,
+    /// More kernel command line for the tiny guest, e.g. `vmtest.on_virtio_boot=reboot` (a boot loop
+    /// once its boot disk is on virtio) or `vmtest.on_virtio_boot=panic` (tests/guest/build-tiny-guest.sh).
+    pub cmdline_extra: &'static str,
 }
 
 impl GuestSpec {
@@ -331,6 +339,7 @@ impl GuestSpec {
             nics: vec!["e1000"],
             agent_channel: false,
             on_poweroff: "destroy",
+            cmdline_extra: "",
         }
     }
 }

@@ -10,7 +10,8 @@
 //!       ─► shutdown (agent/ACPI, re-sent, timeout; --force-off destroys) ── timeout/Ctrl-C ─► aborted, untouched
 //!       ─► define (VIR_DOMAIN_DEFINE_VALIDATE) ── fails ─► original guest started again, aborted
 //!       ─► start (unless --no-start) ── fails ─► rollback
-//!       ─► verify (stays Running, no crash/panic, agent answers) ── fails ─► rollback
+//!       ─► verify (started paused with resets made to stop it; no reset, crash, panic or stop;
+//!          the agent answers and keeps answering) ── fails ─► rollback at once
 //!       ─► done
 //!
 //!  rollback: destroy ─► restore (define the backed-up original) ─► start ─► rolled-back
@@ -44,6 +45,12 @@ use journal::{Journal, RunKind, RunRecord, Step};
 use lock::DomainLock;
 use progress::Reporter;
 use shutdown::{ShutdownPolicy, ShutdownResult};
+
+/// Default verification time. Windows that cannot mount its boot volume on the new bus stops
+/// with 0x7B during kernel initialisation: on KVM that is 5-30 s after power-on (firmware 2-10
+/// s, the boot manager, winload), plus up to 30 s when the boot manager shows its menu (its
+/// default timeout); 120 s is twice the worst of these, for a loaded host (README, `convert`).
+pub const DEFAULT_VERIFY_SECS: u64 = 120;
 
 /// Default state directory (locks, backups, journals).
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/virtio-migrate";
@@ -88,7 +95,8 @@ pub struct LifecycleOptions {
 }
 
 impl LifecycleOptions {
-    /// Defaults: state dir, agent-then-ACPI with 300 s timeout, start, verify 60 s.
+    /// Defaults: state dir, agent-then-ACPI with 300 s timeout, start, verify
+    /// [`DEFAULT_VERIFY_SECS`].
     pub fn new(command: &str) -> LifecycleOptions {
         LifecycleOptions {
             state_dir: PathBuf::from(DEFAULT_STATE_DIR),
@@ -101,7 +109,7 @@ impl LifecycleOptions {
                 force_off: false,
             },
             start: true,
-            verify_time: Some(Duration::from_secs(60)),
+            verify_time: Some(Duration::from_secs(DEFAULT_VERIFY_SECS)),
             resume: false,
             command: command.to_string(),
             interactive: std::io::stdin().is_terminal() && std::io::stderr().is_terminal(),
@@ -124,7 +132,12 @@ pub struct StepTiming {
 #[serde(rename_all = "kebab-case", tag = "result")]
 pub enum OutcomeKind {
     /// The new definition is in place (and running and verified when asked).
-    Converted { started: bool, verified: bool },
+    Converted {
+        started: bool,
+        verified: bool,
+        /// What verification proved, in words (`None`: not verified).
+        verification: Option<String>,
+    },
     /// Verification (or the start) failed; the original definition was restored.
     RolledBack { reason: String, running: bool },
     /// `rollback`: the backed-up definition is in place again.
@@ -147,7 +160,11 @@ impl Outcome {
     /// The human summary: result and step durations.
     pub fn summary(&self) -> String {
         let mut s = match &self.kind {
-            OutcomeKind::Converted { started, verified } => format!(
+            OutcomeKind::Converted {
+                started,
+                verified,
+                verification,
+            } => format!(
                 "{}: converted{}{} (backup {})",
                 self.domain,
                 if *started {
@@ -155,12 +172,11 @@ impl Outcome {
                 } else {
                     ", not started (--no-start)"
                 },
-                if *verified {
-                    ", verified"
-                } else if *started {
-                    ", not verified (--no-verify)"
-                } else {
-                    ""
+                match (verified, verification) {
+                    (true, Some(what)) => format!(", verified: {what}"),
+                    (true, None) => ", verified".to_string(),
+                    (false, _) if *started => ", not verified (--no-verify)".to_string(),
+                    (false, _) => String::new(),
                 },
                 self.backup
             ),
@@ -683,21 +699,34 @@ pub fn execute(
             OutcomeKind::Converted {
                 started: false,
                 verified: false,
+                verification: None,
             },
             tl,
             &journal,
         ));
     }
     record(&mut journal, Step::Start, "")?;
-    if let Err(e) = tl.time("start", false, || dom.create()) {
-        let reason = format!("starting the new definition failed: {e}");
-        r.warn(&reason);
-        return roll_back_now(dom, &current, reason, &mut journal, &mut tl, r)
-            .map(|kind| outcome(kind, tl, &journal));
-    }
+    // With verification the domain starts paused and every guest reset is made to stop it
+    // before it runs (verify.rs); without, a plain start.
+    let started = tl.time("start", false, || {
+        if opts.verify_time.is_some() {
+            verify::start_watched(dom).map(Some)
+        } else {
+            dom.create().map(|()| None)
+        }
+    });
+    let mut watch = match started {
+        Ok(w) => w,
+        Err(e) => {
+            let reason = format!("starting the new definition failed: {e}");
+            r.warn(&reason);
+            return roll_back_now(dom, &current, reason, &mut journal, &mut tl, r)
+                .map(|kind| outcome(kind, tl, &journal));
+        }
+    };
 
     // 8. Verify.
-    let Some(verify_time) = opts.verify_time else {
+    let (Some(verify_time), Some(watch)) = (opts.verify_time, watch.as_mut()) else {
         r.warn("--no-verify: the guest was started but not watched; check it yourself");
         record(
             &mut journal,
@@ -708,6 +737,7 @@ pub fn execute(
             OutcomeKind::Converted {
                 started: true,
                 verified: false,
+                verification: None,
             },
             tl,
             &journal,
@@ -717,10 +747,14 @@ pub fn execute(
     record(
         &mut journal,
         Step::Verify,
-        format!("{}s, agent channel: {agent}", verify_time.as_secs()),
+        format!(
+            "{}s, agent channel: {agent}; {}",
+            verify_time.as_secs(),
+            watch.describe()
+        ),
     )?;
     let report = tl.time("verify", true, || {
-        verify::verify(dom, verify_time, agent, interrupt, r)
+        verify::verify(dom, verify_time, agent, watch, interrupt, r)
     });
     if report.interrupted {
         record(
@@ -756,11 +790,12 @@ pub fn execute(
     }
 
     // 9. Done.
-    record(&mut journal, Step::Done, "")?;
+    record(&mut journal, Step::Done, report.proved.clone())?;
     Ok(outcome(
         OutcomeKind::Converted {
             started: true,
             verified: true,
+            verification: Some(report.proved.clone()),
         },
         tl,
         &journal,
