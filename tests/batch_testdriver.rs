@@ -260,3 +260,53 @@ fn dry_run_and_scan_warn_about_an_unfinished_run() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
     assert!(!missing.exists());
 }
+
+#[test]
+fn all_says_which_guests_it_will_start_before_it_starts() {
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().display().to_string();
+    let out = run(&[
+        "convert",
+        "--all",
+        "--yes",
+        "--no-verify",
+        "--state-dir",
+        &st,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let said = err
+        .lines()
+        .find(|l| l.starts_with("shut off, "))
+        .unwrap_or_else(|| panic!("no line about the shut-off candidates: {err}"));
+    assert!(
+        said.contains("left shut off (--start would start them)") && said.contains("win2k3-legacy"),
+        "{said}"
+    );
+    let running = err
+        .lines()
+        .find(|l| l.starts_with("running, "))
+        .unwrap_or_else(|| panic!("no line about the running candidates: {err}"));
+    assert!(
+        running.contains("started again") && running.contains("db-static01"),
+        "{running}"
+    );
+    // Said before the first domain's run.
+    let first_run = err.find("== ").unwrap_or(err.len());
+    assert!(err.find("shut off, ").unwrap() < first_run, "{err}");
+
+    let out = run(&[
+        "convert",
+        "--all",
+        "--yes",
+        "--start",
+        "--no-verify",
+        "--state-dir",
+        &st,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.lines()
+            .any(|l| l.starts_with("shut off, STARTED after the conversion (--start)")),
+        "{err}"
+    );
+}

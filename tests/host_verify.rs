@@ -175,3 +175,50 @@ fn a_guest_that_stays_up_passes_and_gets_its_on_reboot_back() {
         .contains("<on_reboot>restart</on_reboot>"));
     assert!(guest.domain().is_active().unwrap());
 }
+
+#[test]
+fn a_shut_off_guest_is_converted_and_left_off_and_rollback_keeps_it_off() {
+    let Some(host) =
+        Host::acquire("a_shut_off_guest_is_converted_and_left_off_and_rollback_keeps_it_off")
+    else {
+        return;
+    };
+    let guest = host.guest("shutoff", &GuestSpec::ide_e1000());
+    let dom = guest.define();
+    let original = guest.inactive_xml();
+    let state = state_dir(&guest);
+    let out = tool()
+        .args([
+            "convert",
+            "--domain",
+            &guest.name,
+            "--yes",
+            "--state-dir",
+            &state,
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("left shut off as it was"), "{err}");
+    assert!(!dom.is_active().unwrap(), "a shut-off guest was started");
+    assert!(guest.inactive_xml().contains("bus='virtio'"));
+
+    let out = tool()
+        .args([
+            "rollback",
+            "--domain",
+            &guest.name,
+            "--yes",
+            "--state-dir",
+            &state,
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(guest.inactive_xml(), original);
+    assert!(
+        !dom.is_active().unwrap(),
+        "rollback started a guest that was off"
+    );
+}

@@ -400,3 +400,53 @@ fn a_run_in_progress_is_reported_as_locked_not_as_unfinished() {
     let err = lifecycle::unfinished_report(&f.state, &f.dom).unwrap_err();
     assert!(err.to_string().contains("convert in progress"), "{err}");
 }
+
+#[test]
+fn a_shut_off_guest_stays_off_and_its_rollback_keeps_it_off() {
+    let f = fixture("destroy");
+    f.dom.destroy().unwrap();
+    let t = transition(&f.dom);
+    let out = lifecycle::execute(&f.conn, &f.dom, &t, &options(&f.state), &NO_INTERRUPT).unwrap();
+    assert_eq!(
+        out.kind,
+        OutcomeKind::Converted {
+            started: false,
+            verified: false,
+            verification: None
+        }
+    );
+    assert!(!is_running(&f.dom), "a shut-off guest was started");
+    assert!(persistent(&f.dom).contains("dev='vda'"));
+    let backup = lifecycle::default_backup(&f.state, UUID).unwrap();
+    assert!(!backup.meta.was_running);
+    // Even if someone started it since, the rollback restores the recorded state: off.
+    f.dom.create().unwrap();
+    let back =
+        lifecycle::rollback(&f.conn, &f.dom, &backup, &options(&f.state), &NO_INTERRUPT).unwrap();
+    assert_eq!(back.kind, OutcomeKind::Restored { started: false });
+    assert_eq!(persistent(&f.dom), t.original_xml);
+    assert!(!is_running(&f.dom), "rollback left it running");
+}
+
+#[test]
+fn start_starts_a_shut_off_guest_and_verifies_it() {
+    let f = fixture("destroy");
+    f.dom.destroy().unwrap();
+    let t = transition(&f.dom);
+    let mut o = options(&f.state);
+    o.start_if_off = true;
+    let out = lifecycle::execute(&f.conn, &f.dom, &t, &o, &NO_INTERRUPT).unwrap();
+    assert!(
+        matches!(
+            out.kind,
+            OutcomeKind::Converted {
+                started: true,
+                verified: true,
+                ..
+            }
+        ),
+        "{:?}",
+        out.kind
+    );
+    assert!(is_running(&f.dom));
+}

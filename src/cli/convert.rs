@@ -253,6 +253,7 @@ pub fn run_convert(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i3
     let mut opts = options(global, &l.state, &l.shutdown);
     opts.yes = l.yes;
     opts.start = !l.no_start;
+    opts.start_if_off = l.start;
     opts.verify_time = (!l.no_verify).then(|| Duration::from_secs(l.verify_time));
     opts.resume = l.resume;
     let transition = if l.resume {

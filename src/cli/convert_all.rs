@@ -183,15 +183,57 @@ impl BatchEntry {
     }
 }
 
-/// The candidates of the host, in scan order: `(name, uuid)`.
-fn candidates(host: &Host, verbose: bool) -> anyhow::Result<Vec<(String, String)>> {
+/// The candidates of the host, in scan order: `(name, uuid, running)`.
+fn candidates(host: &Host, verbose: bool) -> anyhow::Result<Vec<(String, String, bool)>> {
     let report = crate::cli::scan::scan_host(host, &[], verbose)?;
     Ok(report
         .domains
         .iter()
         .filter(|e| e.candidate)
-        .map(|e| (e.status.name.clone(), e.status.uuid.clone()))
+        .map(|e| {
+            (
+                e.status.name.clone(),
+                e.status.uuid.clone(),
+                e.status.state.is_active(),
+            )
+        })
         .collect())
+}
+
+/// What the batch will do to each candidate's power state (those whose plan is ready), in
+/// words: which are shut down and started again, which stay shut off, which `--start` starts.
+pub fn power_plan(list: &[(String, String, bool)], start: bool, no_start: bool) -> String {
+    let names = |running: bool| -> Vec<&str> {
+        list.iter()
+            .filter(|(_, _, r)| *r == running)
+            .map(|(n, _, _)| n.as_str())
+            .collect()
+    };
+    let (on, off) = (names(true), names(false));
+    let mut lines = Vec::new();
+    if !on.is_empty() {
+        lines.push(format!(
+            "running, shut down and {}: {}",
+            if no_start {
+                "left shut off (--no-start)"
+            } else {
+                "started again"
+            },
+            on.join(", ")
+        ));
+    }
+    if !off.is_empty() {
+        lines.push(format!(
+            "shut off, {}: {}",
+            if start {
+                "STARTED after the conversion (--start)"
+            } else {
+                "left shut off (--start would start them)"
+            },
+            off.join(", ")
+        ));
+    }
+    lines.join("\n")
 }
 
 /// Run `convert --all` (with or without `--dry-run`).
@@ -209,8 +251,15 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
         crate::cli::lifecycle::interrupt_flag()?
     };
 
-    if !args.dry_run && !args.lifecycle.yes && !list.is_empty() {
-        confirm_batch(&list)?;
+    if !args.dry_run && !list.is_empty() {
+        // Which guests will be started, said before anything happens (also with --yes).
+        let power = power_plan(&list, args.lifecycle.start, args.lifecycle.no_start);
+        if !global.quiet {
+            eprintln!("if their plan is ready:\n{power}");
+        }
+        if !args.lifecycle.yes {
+            confirm_batch(&list)?;
+        }
     }
     if !global.quiet && !global.json {
         eprintln!(
@@ -230,7 +279,7 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
         for _ in 0..parallel.min(list.len()) {
             scope.spawn(|| loop {
                 let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some((name, uuid)) = list.get(i) else {
+                let Some((name, uuid, _)) = list.get(i) else {
                     break;
                 };
                 let entry = if interrupt.load(Ordering::SeqCst) {
@@ -294,16 +343,16 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
 }
 
 /// One confirmation for the whole batch (the per-domain prompts would interleave).
-fn confirm_batch(list: &[(String, String)]) -> anyhow::Result<()> {
+fn confirm_batch(list: &[(String, String, bool)]) -> anyhow::Result<()> {
     if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
         anyhow::bail!(
             "no terminal to confirm on: pass --yes to convert every ready candidate without confirmation (nothing was changed)"
         );
     }
-    let names: Vec<&str> = list.iter().map(|(n, _)| n.as_str()).collect();
+    let names: Vec<&str> = list.iter().map(|(n, _, _)| n.as_str()).collect();
     let ok = dialoguer::Confirm::new()
         .with_prompt(format!(
-            "Convert every candidate whose plan is ready ({}), shutting down and restarting the running ones?",
+            "Convert every candidate whose plan is ready ({}), as listed above?",
             names.join(", ")
         ))
         .default(false)
@@ -427,6 +476,7 @@ fn plan_and_run(
     // The batch was confirmed as a whole (or --yes).
     opts.yes = true;
     opts.start = !l.no_start;
+    opts.start_if_off = l.start;
     opts.verify_time = (!l.no_verify).then(|| Duration::from_secs(l.verify_time));
     // Several domains at once, or a JSON document on stdout: plain lines, and only the batch's
     // own lines when domains run side by side.

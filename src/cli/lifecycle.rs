@@ -47,7 +47,11 @@ pub struct LifecycleArgs {
     pub yes: bool,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
-    /// Define the new definition but do not start the domain
+    /// Start the domain after the conversion even if it was shut off (and verify it); without
+    /// it a guest that was shut off stays shut off
+    #[arg(long, conflicts_with = "no_start")]
+    pub start: bool,
+    /// Define the new definition but do not start the domain, even if it was running
     #[arg(long)]
     pub no_start: bool,
     /// Seconds to watch the started guest: any reset, reboot, crash, panic or stop in that time

@@ -25,7 +25,8 @@ pub struct RollbackArgs {
     pub yes: bool,
     #[command(flatten)]
     pub shutdown: ShutdownArgs,
-    /// Do not start the domain after restoring
+    /// Do not start the domain after restoring (by default it is started when it was running
+    /// when the backup was taken, and left shut off when it was shut off)
     #[arg(long)]
     pub no_start: bool,
     #[command(flatten)]

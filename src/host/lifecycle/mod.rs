@@ -83,6 +83,9 @@ pub struct LifecycleOptions {
     pub shutdown: ShutdownPolicy,
     /// Cold-start the domain after defining (if `false`, it stays off).
     pub start: bool,
+    /// Start it also when it was shut off (`--start`); without, a guest that was shut off
+    /// stays shut off (and is not verified).
+    pub start_if_off: bool,
     /// Verification time; `None` = `--no-verify`.
     pub verify_time: Option<Duration>,
     /// Continue an interrupted conversion instead of refusing.
@@ -109,6 +112,7 @@ impl LifecycleOptions {
                 force_off: false,
             },
             start: true,
+            start_if_off: false,
             verify_time: Some(Duration::from_secs(DEFAULT_VERIFY_SECS)),
             resume: false,
             command: command.to_string(),
@@ -586,20 +590,34 @@ pub fn execute(
         steps: tl.steps,
         journal: journal.path().to_path_buf(),
     };
+    // The power state to come back to: the one recorded with the backup (a resumed run may
+    // find the guest already shut down by the run it finishes).
+    let was_running = match &resumed {
+        Some(run) => Backup::load(&opts.state_dir, &uuid, run.run())
+            .map(|b| b.meta.was_running)
+            .unwrap_or(running),
+        None => running,
+    };
+    let start_after = if was_running {
+        opts.start
+    } else {
+        opts.start_if_off
+    };
 
     // 4. Confirm.
     record(&mut journal, Step::Confirm, "")?;
     let question = format!(
         "{} {name}{}?",
         if running {
-            "Shut down, convert and restart"
+            "Shut down and convert"
         } else {
             "Convert"
         },
-        if opts.start && !running {
-            " and start it"
-        } else {
-            ""
+        match (was_running, start_after) {
+            (true, true) => ", then start it again and verify it",
+            (true, false) => ", and leave it shut off (--no-start)",
+            (false, true) => ", then start it and verify it (--start)",
+            (false, false) => " (it is shut off and stays shut off)",
         }
     );
     if let Err(e) = confirm(opts, &question) {
@@ -668,7 +686,7 @@ pub fn execute(
     if let Err(e) = defined {
         // Nothing was defined: bring the original guest back as it was.
         let mut state = "the definition is untouched".to_string();
-        if running && opts.start {
+        if running && start_after {
             record(
                 &mut journal,
                 Step::Start,
@@ -688,13 +706,16 @@ pub fn execute(
         return Err(err);
     }
 
-    // 7. Start.
-    if !opts.start {
-        record(
-            &mut journal,
-            Step::Done,
-            "defined; not started (--no-start)",
-        )?;
+    // 7. Start: a guest that was running runs again (unless --no-start); one that was shut
+    // off stays off unless --start.
+    if !start_after {
+        let why = if was_running {
+            "defined; not started (--no-start)"
+        } else {
+            "defined; left shut off as it was (--start starts and verifies it)"
+        };
+        r.info(&format!("{name}: {}", why.trim_start_matches("defined; ")));
+        record(&mut journal, Step::Done, why)?;
         return Ok(outcome(
             OutcomeKind::Converted {
                 started: false,
@@ -720,7 +741,7 @@ pub fn execute(
         Err(e) => {
             let reason = format!("starting the new definition failed: {e}");
             r.warn(&reason);
-            return roll_back_now(dom, &current, reason, &mut journal, &mut tl, r)
+            return roll_back_now(dom, &current, was_running, reason, &mut journal, &mut tl, r)
                 .map(|kind| outcome(kind, tl, &journal));
         }
     };
@@ -785,7 +806,7 @@ pub fn execute(
     }
     if !report.passed {
         let reason = report.failures.join("; ");
-        return roll_back_now(dom, &current, reason, &mut journal, &mut tl, r)
+        return roll_back_now(dom, &current, was_running, reason, &mut journal, &mut tl, r)
             .map(|kind| outcome(kind, tl, &journal));
     }
 
@@ -806,10 +827,12 @@ fn conn_of(dom: &Domain) -> Result<Connect, virt::error::Error> {
     dom.connect()
 }
 
-/// The automatic rollback: destroy, define the original, start it.
+/// The automatic rollback: destroy, define the original, start it when it was running before
+/// the conversion (a guest started by `--start` goes back to shut off, as it was).
 fn roll_back_now(
     dom: &Domain,
     original_xml: &str,
+    was_running: bool,
     reason: String,
     journal: &mut Journal,
     tl: &mut Timeline,
@@ -839,15 +862,20 @@ fn roll_back_now(
                 "the NEW definition is still in place, the guest is shut off",
             )
         })?;
-    record(journal, Step::Start, "the original definition")?;
-    let running = match dom.create() {
-        Ok(()) => true,
-        Err(e) => {
-            r.warn(&format!(
-                "the original definition is back but starting it failed: {e}"
-            ));
-            false
+    let running = if was_running {
+        record(journal, Step::Start, "the original definition")?;
+        match dom.create() {
+            Ok(()) => true,
+            Err(e) => {
+                r.warn(&format!(
+                    "the original definition is back but starting it failed: {e}"
+                ));
+                false
+            }
         }
+    } else {
+        r.info("the original definition is back; the guest stays shut off, as it was");
+        false
     };
     record(journal, Step::RolledBack, reason.clone())?;
     tl.steps.push(StepTiming {
@@ -961,12 +989,17 @@ pub fn rollback(
     if let Err(e) = confirm(
         opts,
         &format!(
-            "Restore backup {} of {name}{}?",
+            "Restore backup {} of {name}{}{}?",
             backup.meta.id,
             if running {
                 " (the guest will be shut down)"
             } else {
                 ""
+            },
+            match (backup.meta.was_running, opts.start) {
+                (true, true) => ", then start it (it was running when backed up)",
+                (true, false) => ", and leave it shut off (--no-start)",
+                (false, _) => ", and leave it shut off (it was shut off when backed up)",
             }
         ),
     ) {
@@ -1017,7 +1050,8 @@ pub fn rollback(
         conn.define_domain_xml_flags(&original, 0)
     })
     .map_err(|e| libvirt_failed("restore (define)", e, "the definition was not replaced"))?;
-    let start = opts.start && (running || backup.meta.was_running);
+    // The state recorded with the backup: running again, or shut off as it was.
+    let start = opts.start && backup.meta.was_running;
     if start {
         record(&mut journal, Step::Start, "")?;
         if let Err(e) = tl.time("start", false, || dom.create()) {
