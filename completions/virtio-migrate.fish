@@ -115,7 +115,9 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" 
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l list -d 'List the backups (of --domain, or of all domains) instead of restoring'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l list -d 'List the backups (of --domain, or of every domain of the connection) instead of restoring'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l all-hosts -d 'With --list: the backups of every connection\'s domains in the state directory, not only those of the domains on this connection (-c)'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l dry-run -d 'Show what the restore would do (the diff from the current definition to the backup, and the power state); change nothing'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s y -l yes -d 'Do not ask for confirmation (required when there is no terminal)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l force-off -d 'Destroy (power off) the guest when it has not shut down within the timeout'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l no-start -d 'Do not start the domain after restoring (by default it is started when it was running when the backup was taken, and left shut off when it was shut off)'

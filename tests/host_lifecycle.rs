@@ -230,6 +230,13 @@ fn a_guest_ignoring_acpi_times_out_untouched_and_converts_with_force_off() {
         journal_steps(&state, &guest).last().map(String::as_str),
         Some("aborted")
     );
+    // The aborted run leaves no backup for `rollback --list` to offer.
+    let list = run(&["rollback", "--list", "--state-dir", &state]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).starts_with("no backups"),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
+    );
 
     let out = run(&[
         "--json",
@@ -401,6 +408,13 @@ fn concurrent_convert_is_refused_and_ctrl_c_leaves_the_definition_untouched() {
     assert_eq!(
         journal_steps(&state, &guest).last().map(String::as_str),
         Some("aborted")
+    );
+    // The aborted run leaves no backup for `rollback --list` to offer.
+    let list = run(&["rollback", "--list", "--state-dir", &state]);
+    assert!(
+        String::from_utf8_lossy(&list.stdout).starts_with("no backups"),
+        "{}",
+        String::from_utf8_lossy(&list.stdout)
     );
 }
 

@@ -204,6 +204,29 @@ fn a_shut_off_guest_is_converted_and_left_off_and_rollback_keeps_it_off() {
     assert!(!dom.is_active().unwrap(), "a shut-off guest was started");
     assert!(guest.inactive_xml().contains("bus='virtio'"));
 
+    // The dry run shows the restore's diff and power state, and changes nothing.
+    let converted = guest.inactive_xml();
+    let out = tool()
+        .args([
+            "rollback",
+            "--domain",
+            &guest.name,
+            "--dry-run",
+            "--state-dir",
+            &state,
+        ])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(text.contains("shut off now: and left shut off"), "{text}");
+    assert!(
+        text.contains("+      <target dev='hda' bus='ide'/>")
+            && text.contains("-      <target dev='vda' bus='virtio'/>"),
+        "{text}"
+    );
+    assert_eq!(guest.inactive_xml(), converted);
+
     let out = tool()
         .args([
             "rollback",

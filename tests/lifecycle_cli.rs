@@ -54,6 +54,11 @@ fn convert_without_yes_and_without_a_terminal_is_refused() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--yes"), "{err}");
+    // A refused run leaves no backup that `rollback --list` would offer.
+    assert!(!dir.path().join("state").join("backups").exists());
+    let list = run(&["-c", &uri, "rollback", "--list", "--state-dir", &state]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.starts_with("no backups"), "{text}");
 }
 
 #[test]
@@ -84,12 +89,76 @@ fn convert_with_yes_succeeds_and_prints_step_times() {
     );
     assert!(text.contains("w10: converted, started, verified"), "{text}");
     assert!(text.contains("define"), "{text}");
-    let list = run(&["rollback", "--list", "--state-dir", &state]);
+    let list = run(&["-c", &uri, "rollback", "--list", "--state-dir", &state]);
     let text = String::from_utf8_lossy(&list.stdout);
     assert!(
         text.contains(UUID) && text.contains("before-convert"),
         "{text}"
     );
+}
+
+#[test]
+fn rollback_list_shows_only_the_connections_domains_unless_all_hosts() {
+    let (dir, uri) = setup();
+    let (_other_dir, other_uri) = setup();
+    let state = dir.path().join("state").display().to_string();
+    let out = run(&[
+        "-c",
+        &uri,
+        "convert",
+        "--domain",
+        "w10",
+        "--force",
+        "--nics",
+        "always",
+        "--state-dir",
+        &state,
+        "--yes",
+        "--verify-time",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let here = run(&[
+        "-c",
+        &uri,
+        "--json",
+        "rollback",
+        "--list",
+        "--state-dir",
+        &state,
+    ]);
+    let doc: serde_json::Value = serde_json::from_slice(&here.stdout).unwrap();
+    assert_eq!(doc["schema_version"], 1, "{doc}");
+    assert_eq!(doc["uri"], uri.as_str(), "{doc}");
+    let backups = doc["backups"].as_array().unwrap();
+    assert_eq!(backups.len(), 1, "{doc}");
+    assert_eq!(backups[0]["uri"], uri.as_str(), "{doc}");
+    // Another connection (another host) does not see it…
+    let there = run(&[
+        "-c",
+        &other_uri,
+        "rollback",
+        "--list",
+        "--state-dir",
+        &state,
+    ]);
+    let text = String::from_utf8_lossy(&there.stdout);
+    assert!(
+        text.starts_with(&format!("no backups of the domains on {other_uri}")),
+        "{text}"
+    );
+    // …unless asked for every host's.
+    let all = run(&[
+        "-c",
+        &other_uri,
+        "rollback",
+        "--list",
+        "--all-hosts",
+        "--state-dir",
+        &state,
+    ]);
+    let text = String::from_utf8_lossy(&all.stdout);
+    assert!(text.contains(UUID) && text.contains(&uri), "{text}");
 }
 
 #[test]

@@ -100,15 +100,18 @@ fn transition(dom: &Domain) -> Transition {
     }
 }
 
+/// The steps of the domain's last run (empty when there is no journal).
 fn steps(state: &Path) -> Vec<String> {
     journal::read_runs(state, UUID)
-        .unwrap()
+        .unwrap_or_default()
         .last()
-        .unwrap()
-        .entries
-        .iter()
-        .map(|e| e.step.as_str().to_string())
-        .collect()
+        .map(|run| {
+            run.entries
+                .iter()
+                .map(|e| e.step.as_str().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn is_running(dom: &Domain) -> bool {
@@ -196,7 +199,9 @@ fn without_a_terminal_and_without_yes_nothing_changes() {
     assert!(err.to_string().contains("--yes"), "{err}");
     assert_eq!(persistent(&f.dom), t.original_xml);
     assert!(is_running(&f.dom));
-    assert_eq!(steps(&f.state), ["begin", "backup", "confirm", "aborted"]);
+    // Refused before anything is written: no journal, no backup.
+    assert!(steps(&f.state).is_empty(), "{:?}", steps(&f.state));
+    assert!(Backup::list(&f.state, None).unwrap().is_empty());
 }
 
 #[test]
@@ -306,6 +311,7 @@ fn interrupted_after_define(f: &Fixture) -> (Transition, String) {
             persistent_xml: &t.original_xml,
             live_xml: Some("<domain/>"),
             new_xml: Some(&t.new_xml),
+            uri: None,
         },
     )
     .unwrap();
@@ -449,4 +455,36 @@ fn start_starts_a_shut_off_guest_and_verifies_it() {
         out.kind
     );
     assert!(is_running(&f.dom));
+}
+
+#[test]
+fn an_aborted_run_leaves_no_backup_to_offer() {
+    let f = fixture("destroy");
+    let t = transition(&f.dom);
+    let original = persistent(&f.dom);
+    // Interrupted while waiting for the shutdown: the definition is untouched.
+    let interrupted = AtomicBool::new(true);
+    let err = lifecycle::execute(&f.conn, &f.dom, &t, &options(&f.state), &interrupted)
+        .expect_err("an interrupted run");
+    assert!(matches!(err, LifecycleError::Interrupted(_)), "{err}");
+    assert_eq!(persistent(&f.dom), original);
+    assert!(
+        Backup::list(&f.state, None).unwrap().is_empty(),
+        "an aborted run left a backup behind"
+    );
+    assert_eq!(steps(&f.state).last().map(String::as_str), Some("aborted"));
+    assert!(lifecycle::default_backup(&f.state, UUID).is_err());
+}
+
+#[test]
+fn a_refused_run_writes_nothing() {
+    let f = fixture("destroy");
+    let t = transition(&f.dom);
+    let mut o = options(&f.state);
+    o.yes = false;
+    o.interactive = false;
+    let err = lifecycle::execute(&f.conn, &f.dom, &t, &o, &NO_INTERRUPT).expect_err("refused");
+    assert!(matches!(err, LifecycleError::Refused(_)), "{err}");
+    assert!(Backup::list(&f.state, None).unwrap().is_empty());
+    assert!(steps(&f.state).is_empty(), "{:?}", steps(&f.state));
 }

@@ -31,6 +31,10 @@ pub struct BackupMeta {
     /// Whether the domain was running when the backup was taken.
     pub was_running: bool,
     pub command: String,
+    /// The libvirt connection URI the domain lives on (`None`: a backup from before it was
+    /// recorded), so that `rollback --list` shows only the connection's domains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uri: Option<String>,
 }
 
 /// One backup on disk.
@@ -49,6 +53,8 @@ pub struct BackupContent<'a> {
     pub persistent_xml: &'a str,
     pub live_xml: Option<&'a str>,
     pub new_xml: Option<&'a str>,
+    /// The connection URI (libvirt's canonical form, `virConnectGetURI`).
+    pub uri: Option<&'a str>,
 }
 
 fn domain_dir(state_dir: &Path, uuid: &str) -> PathBuf {
@@ -100,6 +106,7 @@ impl Backup {
             kind: c.kind,
             was_running: c.live_xml.is_some(),
             command: c.command.to_string(),
+            uri: c.uri.map(str::to_string),
         };
         let text = serde_json::to_string_pretty(&meta).map_err(io::Error::other)?;
         durable::write_new(&dir.join("meta.json"), text.as_bytes())?;
@@ -158,6 +165,20 @@ impl Backup {
                 .cmp(&(b.meta.created.as_str(), b.meta.id.as_str()))
         });
         Ok(out)
+    }
+
+    /// Remove a backup that no run depends on (the run that took it stopped before changing
+    /// anything): `rollback --list` must not offer it as a state to go back to.
+    pub fn discard(state_dir: &Path, uuid: &str, id: &str) -> io::Result<()> {
+        if id.is_empty() || id.contains('/') || id.starts_with('.') {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid backup id {id:?}"),
+            ));
+        }
+        let parent = domain_dir(state_dir, uuid);
+        fs::remove_dir_all(parent.join(id))?;
+        durable::sync_dir(&parent)
     }
 
     /// The backed-up persistent definition, byte for byte.

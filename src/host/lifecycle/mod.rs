@@ -466,7 +466,7 @@ pub fn execute(
     opts: &LifecycleOptions,
     interrupt: &AtomicBool,
 ) -> Result<Outcome, LifecycleError> {
-    let _ = conn;
+    let uri = conn.uri().ok();
     let r = &opts.reporter;
     let mut tl = Timeline { steps: Vec::new() };
     let name = dom
@@ -534,7 +534,48 @@ pub fn execute(
         None
     };
 
-    // 3. Backup and journal (a resumed run keeps the original run's backup).
+    // 3. Confirm, before anything is written: a refused run leaves no backup behind.
+    // The power state to come back to: the one recorded with the backup (a resumed run may
+    // find the guest already shut down by the run it finishes).
+    let was_running = match &resumed {
+        Some(run) => Backup::load(&opts.state_dir, &uuid, run.run())
+            .map(|b| b.meta.was_running)
+            .unwrap_or(running),
+        None => running,
+    };
+    let start_after = if was_running {
+        opts.start
+    } else {
+        opts.start_if_off
+    };
+    let question = format!(
+        "{} {name}{}?",
+        if running {
+            "Shut down and convert"
+        } else {
+            "Convert"
+        },
+        match (was_running, start_after) {
+            (true, true) => ", then start it again and verify it",
+            (true, false) => ", and leave it shut off (--no-start)",
+            (false, true) => ", then start it and verify it (--start)",
+            (false, false) => " (it is shut off and stays shut off)",
+        }
+    );
+    confirm(opts, &question)?;
+    // The definition may have been edited while the question was open.
+    if resumed.is_none()
+        && dom
+            .xml_desc(XML_PERSISTENT)
+            .map_err(|e| libvirt_failed("reading the persistent definition", e, untouched))?
+            != current
+    {
+        return Err(LifecycleError::Refused(format!(
+            "the persistent definition of {name} changed while waiting for the confirmation: plan again"
+        )));
+    }
+
+    // 4. Backup and journal (a resumed run keeps the original run's backup).
     let (mut journal, backup_id) = match &resumed {
         Some(run) => {
             let id = run.run().to_string();
@@ -575,6 +616,7 @@ pub fn execute(
                     persistent_xml: &current,
                     live_xml: live_xml.as_deref(),
                     new_xml: Some(&t.new_xml),
+                    uri: uri.as_deref(),
                 },
             )
             .map_err(|e| LifecycleError::io(&dir, e))?;
@@ -590,47 +632,23 @@ pub fn execute(
         steps: tl.steps,
         journal: journal.path().to_path_buf(),
     };
-    // The power state to come back to: the one recorded with the backup (a resumed run may
-    // find the guest already shut down by the run it finishes).
-    let was_running = match &resumed {
-        Some(run) => Backup::load(&opts.state_dir, &uuid, run.run())
-            .map(|b| b.meta.was_running)
-            .unwrap_or(running),
-        None => running,
+    record(
+        &mut journal,
+        Step::Confirm,
+        if opts.yes { "--yes" } else { "confirmed" },
+    )?;
+    // A run that stops before the definition changes discards its own backup (a resumed
+    // run's backup belongs to the run it finishes).
+    let own_backup = resumed.is_none().then_some(backup_id.as_str());
+    let abort = |journal: &mut Journal, e: LifecycleError| -> LifecycleError {
+        abort_untouched(&opts.state_dir, &uuid, own_backup, journal, e, r)
     };
-    let start_after = if was_running {
-        opts.start
-    } else {
-        opts.start_if_off
-    };
-
-    // 4. Confirm.
-    record(&mut journal, Step::Confirm, "")?;
-    let question = format!(
-        "{} {name}{}?",
-        if running {
-            "Shut down and convert"
-        } else {
-            "Convert"
-        },
-        match (was_running, start_after) {
-            (true, true) => ", then start it again and verify it",
-            (true, false) => ", and leave it shut off (--no-start)",
-            (false, true) => ", then start it and verify it (--start)",
-            (false, false) => " (it is shut off and stays shut off)",
-        }
-    );
-    if let Err(e) = confirm(opts, &question) {
-        record(&mut journal, Step::Aborted, e.to_string())?;
-        return Err(e);
-    }
 
     // 5. Shut down.
     if running {
         if let Some(live) = &live_xml {
             if let Err(e) = prepare_poweroff(dom, live, r) {
-                record(&mut journal, Step::Aborted, e.to_string())?;
-                return Err(e);
+                return Err(abort(&mut journal, e));
             }
         }
         record(
@@ -652,8 +670,7 @@ pub fn execute(
                 let e = LifecycleError::ShutdownTimeout {
                     secs: opts.shutdown.timeout.as_secs(),
                 };
-                record(&mut journal, Step::Aborted, e.to_string())?;
-                return Err(e);
+                return Err(abort(&mut journal, e));
             }
             Ok(ShutdownResult::Interrupted) => {
                 let e = LifecycleError::Interrupted(format!(
@@ -661,17 +678,14 @@ pub fn execute(
                      (a shutdown request was sent and it may still power off)",
                     shutdown::state_word(dom)
                 ));
-                record(&mut journal, Step::Aborted, e.to_string())?;
-                return Err(e);
+                return Err(abort(&mut journal, e));
             }
             Err(e) => {
                 let state = format!(
                     "the definition is untouched; the guest is {}",
                     shutdown::state_word(dom)
                 );
-                let err = libvirt_failed("shutdown", e, &state);
-                record(&mut journal, Step::Aborted, err.to_string())?;
-                return Err(err);
+                return Err(abort(&mut journal, libvirt_failed("shutdown", e, &state)));
             }
         }
     }
@@ -701,9 +715,7 @@ pub fn execute(
         } else if running {
             state.push_str("; the guest is shut off");
         }
-        let err = libvirt_failed("define", e, &state);
-        record(&mut journal, Step::Aborted, err.to_string())?;
-        return Err(err);
+        return Err(abort(&mut journal, libvirt_failed("define", e, &state)));
     }
 
     // 7. Start: a guest that was running runs again (unless --no-start); one that was shut
@@ -823,6 +835,29 @@ pub fn execute(
     ))
 }
 
+/// End a run that left the definition untouched: journal `aborted` and discard the run's own
+/// backup, so that nothing a refused or aborted run wrote is offered by `rollback --list`.
+fn abort_untouched(
+    state_dir: &Path,
+    uuid: &str,
+    own_backup: Option<&str>,
+    journal: &mut Journal,
+    e: LifecycleError,
+    r: &Reporter,
+) -> LifecycleError {
+    if let Err(je) = record(journal, Step::Aborted, e.to_string()) {
+        r.warn(&format!("cannot journal the end of the run: {je}"));
+    }
+    if let Some(id) = own_backup {
+        if let Err(be) = Backup::discard(state_dir, uuid, id) {
+            r.warn(&format!(
+                "cannot remove backup {id} of a run that changed nothing: {be}"
+            ));
+        }
+    }
+    e
+}
+
 fn conn_of(dom: &Domain) -> Result<Connect, virt::error::Error> {
     dom.connect()
 }
@@ -937,6 +972,24 @@ pub fn rollback(
     let running =
         !shutdown::is_off(dom).map_err(|e| libvirt_failed("reading the state", e, untouched))?;
     let current = dom.xml_desc(XML_PERSISTENT).ok();
+    // Confirm before anything is written (a refused rollback leaves nothing behind).
+    confirm(
+        opts,
+        &format!(
+            "Restore backup {} of {name}{}{}?",
+            backup.meta.id,
+            if running {
+                " (the guest will be shut down)"
+            } else {
+                ""
+            },
+            match (backup.meta.was_running, opts.start) {
+                (true, true) => ", then start it (it was running when backed up)",
+                (true, false) => ", and leave it shut off (--no-start)",
+                (false, _) => ", and leave it shut off (it was shut off when backed up)",
+            }
+        ),
+    )?;
     let jpath = journal::journal_path(&opts.state_dir, &uuid);
     let mut journal = Journal::begin(
         &opts.state_dir,
@@ -956,61 +1009,55 @@ pub fn rollback(
         journal: journal.path().to_path_buf(),
     };
     // Keep what is replaced, so a rollback can be undone too.
+    let mut own_backup = None;
     if let Some(cur) = current.as_deref().filter(|c| *c != original) {
-        tl.time("backup", false, || -> Result<(), LifecycleError> {
-            let root = opts.state_dir.join("backups");
-            let (id, dir) = Backup::reserve(&opts.state_dir, &uuid)
-                .map_err(|e| LifecycleError::io(&root, e))?;
-            record(&mut journal, Step::Backup, dir.display().to_string())?;
-            let live = if running {
-                dom.xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).ok()
-            } else {
-                None
-            };
-            Backup::write(
-                &id,
-                &dir,
-                &BackupContent {
-                    uuid: &uuid,
-                    name: &name,
-                    kind: BackupKind::BeforeRollback,
-                    command: &opts.command,
-                    persistent_xml: cur,
-                    live_xml: live.as_deref(),
-                    new_xml: None,
-                },
-            )
-            .map_err(|e| LifecycleError::io(&dir, e))?;
-            r.info(&format!("the replaced definition was saved as backup {id}"));
-            Ok(())
-        })?;
+        own_backup = Some(
+            tl.time("backup", false, || -> Result<String, LifecycleError> {
+                let root = opts.state_dir.join("backups");
+                let (id, dir) = Backup::reserve(&opts.state_dir, &uuid)
+                    .map_err(|e| LifecycleError::io(&root, e))?;
+                record(&mut journal, Step::Backup, dir.display().to_string())?;
+                let live = if running {
+                    dom.xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE).ok()
+                } else {
+                    None
+                };
+                Backup::write(
+                    &id,
+                    &dir,
+                    &BackupContent {
+                        uuid: &uuid,
+                        name: &name,
+                        kind: BackupKind::BeforeRollback,
+                        command: &opts.command,
+                        persistent_xml: cur,
+                        live_xml: live.as_deref(),
+                        new_xml: None,
+                        uri: conn.uri().ok().as_deref(),
+                    },
+                )
+                .map_err(|e| LifecycleError::io(&dir, e))?;
+                r.info(&format!("the replaced definition was saved as backup {id}"));
+                Ok(id)
+            })?,
+        );
     }
-    record(&mut journal, Step::Confirm, "")?;
-    if let Err(e) = confirm(
-        opts,
-        &format!(
-            "Restore backup {} of {name}{}{}?",
-            backup.meta.id,
-            if running {
-                " (the guest will be shut down)"
-            } else {
-                ""
-            },
-            match (backup.meta.was_running, opts.start) {
-                (true, true) => ", then start it (it was running when backed up)",
-                (true, false) => ", and leave it shut off (--no-start)",
-                (false, _) => ", and leave it shut off (it was shut off when backed up)",
-            }
-        ),
-    ) {
-        record(&mut journal, Step::Aborted, e.to_string())?;
-        return Err(e);
-    }
+    record(
+        &mut journal,
+        Step::Confirm,
+        if opts.yes { "--yes" } else { "confirmed" },
+    )?;
     if running {
         if let Ok(live) = dom.xml_desc(virt::sys::VIR_DOMAIN_XML_SECURE) {
             if let Err(e) = prepare_poweroff(dom, &live, r) {
-                record(&mut journal, Step::Aborted, e.to_string())?;
-                return Err(e);
+                return Err(abort_untouched(
+                    &opts.state_dir,
+                    &uuid,
+                    own_backup.as_deref(),
+                    &mut journal,
+                    e,
+                    r,
+                ));
             }
         }
         record(
@@ -1041,8 +1088,14 @@ pub fn rollback(
             Err(e) => Some(libvirt_failed("shutdown", e, "nothing was restored")),
         };
         if let Some(e) = stop {
-            record(&mut journal, Step::Aborted, e.to_string())?;
-            return Err(e);
+            return Err(abort_untouched(
+                &opts.state_dir,
+                &uuid,
+                own_backup.as_deref(),
+                &mut journal,
+                e,
+                r,
+            ));
         }
     }
     record(&mut journal, Step::Restore, "")?;
