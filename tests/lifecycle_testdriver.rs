@@ -296,7 +296,11 @@ fn rollback_restores_the_byte_identical_definition_and_starts_it() {
 
 /// Make the journal and domain look like a convert killed right after `define`.
 fn interrupted_after_define(f: &Fixture) -> (Transition, String) {
-    let t = transition(&f.dom);
+    interrupted_after_defining(f, transition(&f.dom))
+}
+
+/// Like [`interrupted_after_define`] with the given transition.
+fn interrupted_after_defining(f: &Fixture, t: Transition) -> (Transition, String) {
     let (id, dir) = Backup::reserve(&f.state, UUID).unwrap();
     let mut j = Journal::begin(&f.state, UUID, &id, RunKind::Convert, NAME, "convert").unwrap();
     j.record(Step::Backup, "").unwrap();
@@ -487,4 +491,59 @@ fn a_refused_run_writes_nothing() {
     assert!(matches!(err, LifecycleError::Refused(_)), "{err}");
     assert!(Backup::list(&f.state, None).unwrap().is_empty());
     assert!(steps(&f.state).is_empty(), "{:?}", steps(&f.state));
+}
+
+#[test]
+fn resume_on_a_guest_already_running_the_new_definition_only_verifies() {
+    let f = fixture("destroy");
+    let (t, id) = interrupted_after_define(&f);
+    // The interrupted run had started the new definition and was verifying it.
+    f.dom.create().unwrap();
+    let first_id = f.dom.id();
+    let resumed = lifecycle::resume_transition(&f.state, &f.dom).unwrap();
+    let mut o = options(&f.state);
+    o.resume = true;
+    let out = lifecycle::execute(&f.conn, &f.dom, &resumed, &o, &NO_INTERRUPT).unwrap();
+    assert_eq!(out.backup, id);
+    assert!(
+        matches!(out.kind, OutcomeKind::Converted { verified: true, .. }),
+        "{:?}",
+        out.kind
+    );
+    // Not shut down and started again: the same running instance, only verified.
+    assert!(is_running(&f.dom));
+    assert_eq!(f.dom.id(), first_id, "the guest was restarted");
+    let s = steps(&f.state);
+    assert!(
+        !s.iter()
+            .any(|x| x == "shutdown" || x == "start" || x == "define"),
+        "{s:?}"
+    );
+    assert_eq!(s.last().map(String::as_str), Some("done"), "{s:?}");
+    assert!(s.iter().any(|x| x == "verify"), "{s:?}");
+    assert!(persistent(&f.dom).contains("dev='vda'"));
+    assert_ne!(persistent(&f.dom), t.original_xml);
+}
+
+#[test]
+fn a_resumed_run_that_fails_verification_restores_the_original_not_the_new() {
+    let f = fixture("destroy");
+    let mut t = transition(&f.dom);
+    // The new definition has an agent channel the test driver cannot answer on: verify fails.
+    t.new_xml = t.new_xml.replace(
+        "</devices>",
+        "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel></devices>",
+    );
+    let (t, _) = interrupted_after_defining(&f, t);
+    f.dom.create().unwrap();
+    let resumed = lifecycle::resume_transition(&f.state, &f.dom).unwrap();
+    let mut o = options(&f.state);
+    o.resume = true;
+    let out = lifecycle::execute(&f.conn, &f.dom, &resumed, &o, &NO_INTERRUPT).unwrap();
+    assert!(
+        matches!(out.kind, OutcomeKind::RolledBack { .. }),
+        "{:?}",
+        out.kind
+    );
+    assert_eq!(persistent(&f.dom), t.original_xml);
 }

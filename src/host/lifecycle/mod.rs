@@ -548,14 +548,27 @@ pub fn execute(
     } else {
         opts.start_if_off
     };
+    // A resumed run whose guest already runs the new definition (defined by the interrupted
+    // run, then started) only verifies it: no second shutdown and start.
+    let verify_only = resumed
+        .as_ref()
+        .is_some_and(|run| run.reached(Step::Define))
+        && running
+        && disk_targets(&current) == disk_targets(&t.new_xml)
+        && live_xml
+            .as_deref()
+            .is_some_and(|live| disk_targets(live) == disk_targets(&t.new_xml));
     let question = format!(
         "{} {name}{}?",
-        if running {
+        if verify_only {
+            "Verify (it already runs the new definition; a failure rolls it back)"
+        } else if running {
             "Shut down and convert"
         } else {
             "Convert"
         },
         match (was_running, start_after) {
+            _ if verify_only => "",
             (true, true) => ", then start it again and verify it",
             (true, false) => ", and leave it shut off (--no-start)",
             (false, true) => ", then start it and verify it (--start)",
@@ -644,117 +657,132 @@ pub fn execute(
         abort_untouched(&opts.state_dir, &uuid, own_backup, journal, e, r)
     };
 
-    // 5. Shut down.
-    if running {
-        if let Some(live) = &live_xml {
-            if let Err(e) = prepare_poweroff(dom, live, r) {
-                return Err(abort(&mut journal, e));
-            }
-        }
-        record(
-            &mut journal,
-            Step::Shutdown,
-            format!("{:?}", opts.shutdown.mode),
-        )?;
-        let result = tl.time("shutdown", true, || {
-            shutdown::shut_down(dom, &opts.shutdown, interrupt, r)
-        });
-        match result {
-            Ok(ShutdownResult::ShutOff | ShutdownResult::AlreadyOff) => {}
-            Ok(ShutdownResult::ForcedOff) => record(
-                &mut journal,
-                Step::Destroy,
-                "after the shutdown timeout (--force-off)",
-            )?,
-            Ok(ShutdownResult::TimedOut) => {
-                let e = LifecycleError::ShutdownTimeout {
-                    secs: opts.shutdown.timeout.as_secs(),
-                };
-                return Err(abort(&mut journal, e));
-            }
-            Ok(ShutdownResult::Interrupted) => {
-                let e = LifecycleError::Interrupted(format!(
-                    "stopped waiting for the shutdown; the definition is untouched; the guest is {} \
-                     (a shutdown request was sent and it may still power off)",
-                    shutdown::state_word(dom)
-                ));
-                return Err(abort(&mut journal, e));
-            }
-            Err(e) => {
-                let state = format!(
-                    "the definition is untouched; the guest is {}",
-                    shutdown::state_word(dom)
-                );
-                return Err(abort(&mut journal, libvirt_failed("shutdown", e, &state)));
-            }
-        }
-    }
-
-    // 6. Define.
-    record(&mut journal, Step::Define, "")?;
-    let defined = tl.time("define", false, || {
-        conn_of(dom).and_then(|c| {
-            c.define_domain_xml_flags(&t.new_xml, virt::sys::VIR_DOMAIN_DEFINE_VALIDATE)
-        })
-    });
-    if let Err(e) = defined {
-        // Nothing was defined: bring the original guest back as it was.
-        let mut state = "the definition is untouched".to_string();
-        if running && start_after {
-            record(
-                &mut journal,
-                Step::Start,
-                "the original definition (define failed)",
-            )?;
-            match dom.create() {
-                Ok(()) => state.push_str("; the original guest was started again"),
-                Err(se) => {
-                    state.push_str(&format!("; starting the original guest failed too: {se}"))
+    let mut watch = if verify_only {
+        r.info(&format!(
+            "{name} already runs the new definition: verifying it (no shutdown, no start)"
+        ));
+        opts.verify_time.map(|_| verify::ResetWatch::arm(dom))
+    } else {
+        // 5. Shut down.
+        if running {
+            if let Some(live) = &live_xml {
+                if let Err(e) = prepare_poweroff(dom, live, r) {
+                    return Err(abort(&mut journal, e));
                 }
             }
-        } else if running {
-            state.push_str("; the guest is shut off");
+            record(
+                &mut journal,
+                Step::Shutdown,
+                format!("{:?}", opts.shutdown.mode),
+            )?;
+            let result = tl.time("shutdown", true, || {
+                shutdown::shut_down(dom, &opts.shutdown, interrupt, r)
+            });
+            match result {
+                Ok(ShutdownResult::ShutOff | ShutdownResult::AlreadyOff) => {}
+                Ok(ShutdownResult::ForcedOff) => record(
+                    &mut journal,
+                    Step::Destroy,
+                    "after the shutdown timeout (--force-off)",
+                )?,
+                Ok(ShutdownResult::TimedOut) => {
+                    let e = LifecycleError::ShutdownTimeout {
+                        secs: opts.shutdown.timeout.as_secs(),
+                    };
+                    return Err(abort(&mut journal, e));
+                }
+                Ok(ShutdownResult::Interrupted) => {
+                    let e = LifecycleError::Interrupted(format!(
+                        "stopped waiting for the shutdown; the definition is untouched; the guest is {} \
+                         (a shutdown request was sent and it may still power off)",
+                        shutdown::state_word(dom)
+                    ));
+                    return Err(abort(&mut journal, e));
+                }
+                Err(e) => {
+                    let state = format!(
+                        "the definition is untouched; the guest is {}",
+                        shutdown::state_word(dom)
+                    );
+                    return Err(abort(&mut journal, libvirt_failed("shutdown", e, &state)));
+                }
+            }
         }
-        return Err(abort(&mut journal, libvirt_failed("define", e, &state)));
-    }
 
-    // 7. Start: a guest that was running runs again (unless --no-start); one that was shut
-    // off stays off unless --start.
-    if !start_after {
-        let why = if was_running {
-            "defined; not started (--no-start)"
-        } else {
-            "defined; left shut off as it was (--start starts and verifies it)"
-        };
-        r.info(&format!("{name}: {}", why.trim_start_matches("defined; ")));
-        record(&mut journal, Step::Done, why)?;
-        return Ok(outcome(
-            OutcomeKind::Converted {
-                started: false,
-                verified: false,
-                verification: None,
-            },
-            tl,
-            &journal,
-        ));
-    }
-    record(&mut journal, Step::Start, "")?;
-    // With verification the domain starts paused and every guest reset is made to stop it
-    // before it runs (verify.rs); without, a plain start.
-    let started = tl.time("start", false, || {
-        if opts.verify_time.is_some() {
-            verify::start_watched(dom).map(Some)
-        } else {
-            dom.create().map(|()| None)
+        // 6. Define.
+        record(&mut journal, Step::Define, "")?;
+        let defined = tl.time("define", false, || {
+            conn_of(dom).and_then(|c| {
+                c.define_domain_xml_flags(&t.new_xml, virt::sys::VIR_DOMAIN_DEFINE_VALIDATE)
+            })
+        });
+        if let Err(e) = defined {
+            // Nothing was defined: bring the original guest back as it was.
+            let mut state = "the definition is untouched".to_string();
+            if running && start_after {
+                record(
+                    &mut journal,
+                    Step::Start,
+                    "the original definition (define failed)",
+                )?;
+                match dom.create() {
+                    Ok(()) => state.push_str("; the original guest was started again"),
+                    Err(se) => {
+                        state.push_str(&format!("; starting the original guest failed too: {se}"))
+                    }
+                }
+            } else if running {
+                state.push_str("; the guest is shut off");
+            }
+            return Err(abort(&mut journal, libvirt_failed("define", e, &state)));
         }
-    });
-    let mut watch = match started {
-        Ok(w) => w,
-        Err(e) => {
-            let reason = format!("starting the new definition failed: {e}");
-            r.warn(&reason);
-            return roll_back_now(dom, &current, was_running, reason, &mut journal, &mut tl, r)
+
+        // 7. Start: a guest that was running runs again (unless --no-start); one that was shut
+        // off stays off unless --start.
+        if !start_after {
+            let why = if was_running {
+                "defined; not started (--no-start)"
+            } else {
+                "defined; left shut off as it was (--start starts and verifies it)"
+            };
+            r.info(&format!("{name}: {}", why.trim_start_matches("defined; ")));
+            record(&mut journal, Step::Done, why)?;
+            return Ok(outcome(
+                OutcomeKind::Converted {
+                    started: false,
+                    verified: false,
+                    verification: None,
+                },
+                tl,
+                &journal,
+            ));
+        }
+        record(&mut journal, Step::Start, "")?;
+        // With verification the domain starts paused and every guest reset is made to stop it
+        // before it runs (verify.rs); without, a plain start.
+        let started = tl.time("start", false, || {
+            if opts.verify_time.is_some() {
+                verify::start_watched(dom).map(Some)
+            } else {
+                dom.create().map(|()| None)
+            }
+        });
+        match started {
+            Ok(w) => w,
+            Err(e) => {
+                let reason = format!("starting the new definition failed: {e}");
+                r.warn(&reason);
+                return roll_back_now(
+                    dom,
+                    &t.original_xml,
+                    was_running,
+                    reason,
+                    &mut journal,
+                    &mut tl,
+                    r,
+                )
                 .map(|kind| outcome(kind, tl, &journal));
+            }
         }
     };
 
@@ -818,8 +846,16 @@ pub fn execute(
     }
     if !report.passed {
         let reason = report.failures.join("; ");
-        return roll_back_now(dom, &current, was_running, reason, &mut journal, &mut tl, r)
-            .map(|kind| outcome(kind, tl, &journal));
+        return roll_back_now(
+            dom,
+            &t.original_xml,
+            was_running,
+            reason,
+            &mut journal,
+            &mut tl,
+            r,
+        )
+        .map(|kind| outcome(kind, tl, &journal));
     }
 
     // 9. Done.
@@ -833,6 +869,23 @@ pub fn execute(
         tl,
         &journal,
     ))
+}
+
+/// The `(target dev, bus)` of each disk of a domain XML, in order: what tells a running
+/// domain's devices (its live XML) apart from another definition's.
+fn disk_targets(xml: &str) -> Vec<(String, String)> {
+    let Ok(doc) = roxmltree::Document::parse(xml) else {
+        return Vec::new();
+    };
+    doc.descendants()
+        .filter(|n| n.has_tag_name("target") && n.parent().is_some_and(|p| p.has_tag_name("disk")))
+        .map(|n| {
+            (
+                n.attribute("dev").unwrap_or_default().to_string(),
+                n.attribute("bus").unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
 }
 
 /// End a run that left the definition untouched: journal `aborted` and discard the run's own
