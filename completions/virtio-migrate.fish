@@ -76,7 +76,7 @@ boot\t'Only the boot disk'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l nics -d 'Emulated NICs to virtio: when netkvm is ready (auto), always, or never' -r -f -a "auto\t'When the guest\'s netkvm driver is ready'
 always\t'Even when netkvm is not ready or not checked'
 never\t'Never'"
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s o -l output -d 'Write the planned definition to FILE (for the change ticket)' -r -F
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s o -l output -d 'Write the planned definition to FILE (for the change ticket); an existing FILE is never overwritten, and a blocked plan writes nothing' -r -F
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l shutdown-mode -d 'How to ask the guest to shut down: the guest agent then ACPI (auto), or only one' -r -f -a "auto\t'The guest agent when it answers, else the ACPI power button'
 acpi\t'The ACPI power button only'
 agent\t'The guest agent only'"

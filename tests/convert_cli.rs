@@ -154,3 +154,53 @@ fn nothing_to_do_errors_and_colour() {
     assert!(out.stdout.contains("\x1b[31m-"));
     assert!(out.stdout.contains("\x1b[32m+"));
 }
+
+#[test]
+fn output_never_overwrites_and_a_blocked_plan_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = node_file(dir.path());
+    // A blocked plan (drivers not checked, no --force): nothing written.
+    let file = dir.path().join("planned.xml");
+    let out = convert(
+        &node,
+        &[
+            "--domain",
+            "win2k8r2-app01",
+            "--dry-run",
+            "--no-inspect",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(!file.exists(), "a blocked plan was written");
+    assert!(
+        out.stderr.contains("not written, the plan is blocked"),
+        "{}",
+        out.stderr
+    );
+    // An existing file is refused, before any work, and left as it was.
+    std::fs::write(&file, "the operator's own file\n").unwrap();
+    let out = convert(
+        &node,
+        &[
+            "--domain",
+            "win2k8r2-app01",
+            "--dry-run",
+            "--no-inspect",
+            "--force",
+            "--output",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("refusing to overwrite"),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "the operator's own file\n"
+    );
+}

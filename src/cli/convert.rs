@@ -68,7 +68,8 @@ pub struct ConvertArgs {
     /// Override the blockers that may be overridden (drivers not checked, managed domain)
     #[arg(long)]
     pub force: bool,
-    /// Write the planned definition to FILE (for the change ticket)
+    /// Write the planned definition to FILE (for the change ticket); an existing FILE is never
+    /// overwritten, and a blocked plan writes nothing
     #[arg(long, short = 'o', value_name = "FILE")]
     pub output: Option<PathBuf>,
     /// How the conversion runs (ignored with --dry-run)
@@ -202,6 +203,15 @@ pub fn exit_code(plan: &Plan) -> i32 {
 
 /// Run `convert`.
 pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
+    // Refused before any work: the file must not exist (checked again when it is created).
+    if let Some(path) = &args.output {
+        if std::fs::symlink_metadata(path).is_ok() {
+            bail!(
+                "--output {}: the file exists; refusing to overwrite it (nothing was done)",
+                path.display()
+            );
+        }
+    }
     if !args.dry_run {
         return run_convert(global, args);
     }
@@ -222,10 +232,7 @@ pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
         .map(|v| crate::plan::GuestReadiness::from_assessment(&v.assessment));
     let planned = plan_domain(&conn, domain, readiness.as_ref(), &args.plan_options())?;
     let plan = &planned.plan;
-    if let Some(path) = &args.output {
-        std::fs::write(path, &plan.new_xml)
-            .with_context(|| format!("writing the planned definition to {}", path.display()))?;
-    }
+    write_output(args, plan)?;
     let text = if global.json {
         let mut s = serde_json::to_string_pretty(&plan_json(plan))?;
         s.push('\n');
@@ -280,6 +287,7 @@ pub fn run_convert(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i3
         if !global.quiet {
             eprint!("{}", render_human(&plan, false));
         }
+        write_output(args, &plan)?;
         if plan.is_empty() {
             if !global.quiet {
                 eprintln!("{}: nothing to convert", plan.domain);
@@ -293,6 +301,38 @@ pub fn run_convert(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i3
         global,
         lifecycle::execute(&conn, &dom, &transition, &opts, &interrupt),
     )
+}
+
+/// `--output FILE`: the planned definition, in a file that must not exist yet (never
+/// overwritten); a blocked plan writes nothing.
+fn write_output(args: &ConvertArgs, plan: &Plan) -> anyhow::Result<()> {
+    let Some(path) = &args.output else {
+        return Ok(());
+    };
+    if plan.status() == PlanStatus::Blocked {
+        eprintln!(
+            "--output {}: not written, the plan is blocked",
+            path.display()
+        );
+        return Ok(());
+    }
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::AlreadyExists {
+                anyhow::anyhow!(
+                    "--output {}: the file exists; refusing to overwrite it",
+                    path.display()
+                )
+            } else {
+                anyhow::anyhow!("--output {}: {e}", path.display())
+            }
+        })?;
+    file.write_all(plan.new_xml.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing the planned definition to {}", path.display()))
 }
 
 /// Colour on a terminal only (and never with `NO_COLOR` in auto mode).
