@@ -1,6 +1,9 @@
 //! What every command shares: the global options, the exit codes, and how a lifecycle result
 //! becomes one. The commands import this module; it imports none of them.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+
 use clap::{Args, ValueEnum};
 
 use crate::host::lifecycle::{LifecycleError, Outcome, OutcomeKind};
@@ -72,4 +75,45 @@ pub fn error_exit_code(error: &LifecycleError) -> i32 {
         LifecycleError::Blocked { .. } => EXIT_BLOCKED,
         _ => EXIT_ERROR,
     }
+}
+
+/// The signals that interrupt a run.
+pub const INTERRUPT_SIGNALS: [i32; 3] = [
+    signal_hook::consts::SIGINT,
+    signal_hook::consts::SIGTERM,
+    signal_hook::consts::SIGHUP,
+];
+
+/// While set, an interrupt signal ends the process at once with [`EXIT_INTERRUPTED`].
+fn immediate_exit() -> &'static Arc<AtomicBool> {
+    static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    FLAG.get_or_init(|| Arc::new(AtomicBool::new(true)))
+}
+
+/// From the start of every command: Ctrl-C (SIGINT), SIGTERM or SIGHUP end the process with
+/// 130 at once — while connecting (an ssh endpoint that never answers), reading images,
+/// planning: nothing is being changed then. A lifecycle run switches to the graceful handling
+/// with [`graceful_interrupts`].
+pub fn exit_130_on_interrupt() {
+    for sig in INTERRUPT_SIGNALS {
+        // Cannot fail for these signals; without it the default action still ends the process.
+        let _ = signal_hook::flag::register_conditional_shutdown(
+            sig,
+            EXIT_INTERRUPTED,
+            Arc::clone(immediate_exit()),
+        );
+    }
+}
+
+/// From here on the first interrupt only sets the returned flag (the lifecycle's wait loops
+/// stop cleanly and say what state the domain is in; it exits 130 then), a second one ends the
+/// process with 130.
+pub fn graceful_interrupts() -> anyhow::Result<Arc<AtomicBool>> {
+    let flag = Arc::new(AtomicBool::new(false));
+    for sig in INTERRUPT_SIGNALS {
+        signal_hook::flag::register_conditional_shutdown(sig, EXIT_INTERRUPTED, Arc::clone(&flag))?;
+        signal_hook::flag::register(sig, Arc::clone(&flag))?;
+    }
+    immediate_exit().store(false, Ordering::SeqCst);
+    Ok(flag)
 }

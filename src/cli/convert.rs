@@ -224,7 +224,7 @@ pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
         &args.lifecycle.state.state_dir,
         &lookup_domain(&conn, domain)?,
     ) {
-        eprintln!("{w}");
+        crate::errln!("{w}");
     }
     let verdict = inspect_guest(&conn, domain, args)?;
     let readiness = verdict
@@ -271,7 +271,7 @@ pub fn run_convert(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i3
         match lifecycle::unfinished_report(&opts.state_dir, &dom) {
             Ok(None) => {}
             Ok(Some(report)) => {
-                eprintln!("virtio-migrate: {report}");
+                crate::errln!("virtio-migrate: {report}");
                 return Ok(1);
             }
             Err(e) => return report(global, Err(e)),
@@ -285,12 +285,12 @@ pub fn run_convert(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i3
         let planned = plan_domain(&conn, domain, readiness.as_ref(), &args.plan_options())?;
         let plan = planned.plan;
         if !global.quiet {
-            eprint!("{}", render_human(&plan, false));
+            crate::errp!("{}", render_human(&plan, false));
         }
         write_output(args, &plan)?;
         if plan.is_empty() {
             if !global.quiet {
-                eprintln!("{}: nothing to convert", plan.domain);
+                crate::errln!("{}: nothing to convert", plan.domain);
             }
             return Ok(0);
         }
@@ -310,7 +310,7 @@ fn write_output(args: &ConvertArgs, plan: &Plan) -> anyhow::Result<()> {
         return Ok(());
     };
     if plan.status() == PlanStatus::Blocked {
-        eprintln!(
+        crate::errln!(
             "--output {}: not written, the plan is blocked",
             path.display()
         );

@@ -255,14 +255,14 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
         // Which guests will be started, said before anything happens (also with --yes).
         let power = power_plan(&list, args.lifecycle.start, args.lifecycle.no_start);
         if !global.quiet {
-            eprintln!("if their plan is ready:\n{power}");
+            crate::errln!("if their plan is ready:\n{power}");
         }
         if !args.lifecycle.yes {
             confirm_batch(&list)?;
         }
     }
     if !global.quiet && !global.json {
-        eprintln!(
+        crate::errln!(
             "{} candidate(s) on {uri}{}",
             list.len(),
             if parallel > 1 {
@@ -296,7 +296,7 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
                     one_domain(global, args, conn, name, uuid, parallel, &interrupt)
                 };
                 if !global.quiet && !global.json && !args.dry_run {
-                    eprintln!(
+                    crate::errln!(
                         "[{}] {}{}",
                         entry.domain,
                         entry.result.word(),
@@ -327,7 +327,7 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
             "results": entries,
             "exit_code": exit_code(&entries),
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let mut out = String::new();
         for e in &entries {
@@ -337,7 +337,7 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
             }
         }
         out.push_str(&render_table(&entries));
-        print!("{out}");
+        crate::outp!("{out}");
     }
     Ok(exit_code(&entries))
 }
@@ -410,7 +410,7 @@ fn plan_and_run(
         Err(e @ LifecycleError::Locked { .. }) => return Ok(BatchResult::Failed(e.to_string())),
         Err(e) if args.dry_run => {
             if global.verbose {
-                eprintln!(
+                crate::errln!(
                     "virtio-migrate: {}: cannot read the journal: {e}",
                     entry.domain
                 );
@@ -485,7 +485,7 @@ fn plan_and_run(
         quiet: global.quiet || parallel > 1,
     };
     if !opts.reporter.quiet {
-        eprintln!("== {} ==", entry.domain);
+        crate::errln!("== {} ==", entry.domain);
     }
     match lifecycle::execute(conn, &dom, &transition, &opts, interrupt) {
         Ok(outcome) => {

@@ -70,18 +70,9 @@ pub struct LifecycleArgs {
 }
 
 /// The interrupt flag: the first SIGINT/SIGTERM/SIGHUP sets it (the wait loops stop cleanly),
-/// a second one ends the process with 130.
+/// a second one ends the process with 130 (see [`crate::cli::common::graceful_interrupts`]).
 pub fn interrupt_flag() -> anyhow::Result<Arc<AtomicBool>> {
-    let flag = Arc::new(AtomicBool::new(false));
-    for sig in [
-        signal_hook::consts::SIGINT,
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGHUP,
-    ] {
-        signal_hook::flag::register_conditional_shutdown(sig, 130, Arc::clone(&flag))?;
-        signal_hook::flag::register(sig, Arc::clone(&flag))?;
-    }
-    Ok(flag)
+    crate::cli::common::graceful_interrupts()
 }
 
 fn command_line() -> String {
@@ -116,14 +107,14 @@ pub fn report(global: &GlobalArgs, result: Result<Outcome, LifecycleError>) -> a
     match result {
         Ok(outcome) => {
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&outcome)?);
+                crate::outln!("{}", serde_json::to_string_pretty(&outcome)?);
             } else {
-                println!("{}", outcome.summary());
+                crate::outln!("{}", outcome.summary());
             }
             Ok(outcome_exit_code(&outcome))
         }
         Err(e) => {
-            eprintln!("virtio-migrate: {e}");
+            crate::errln!("virtio-migrate: {e}");
             Ok(error_exit_code(&e))
         }
     }

@@ -58,6 +58,7 @@ pub enum Command {
 
 /// Parse the command line, run the command, and return the process exit code.
 pub fn main() -> i32 {
+    common::exit_130_on_interrupt();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -65,7 +66,7 @@ pub fn main() -> i32 {
             // One line, whatever the causes carry (libvirt's and libxml2's messages hold newlines).
             let message = format!("{e:#}");
             let words: Vec<&str> = message.split_whitespace().collect();
-            eprintln!("virtio-migrate: {}", words.join(" "));
+            crate::errln!("virtio-migrate: {}", words.join(" "));
             EXIT_ERROR
         }
     }
@@ -78,7 +79,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             // (clap's `requires` counts the --all flag's default `false` as present, so checked
             // here.)
             if args.parallel.is_some() && !args.all {
-                eprintln!("error: --parallel N needs --all\n\nFor more information, try '--help'.");
+                crate::errln!(
+                    "error: --parallel N needs --all\n\nFor more information, try '--help'."
+                );
                 return Ok(EXIT_USAGE);
             }
             if args.all {

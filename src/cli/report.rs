@@ -183,6 +183,44 @@ impl Table {
     }
 }
 
+/// `println!` that never panics: when stdout is closed (`| head -1` has exited) the text is
+/// dropped; a run that changes a host must not die half-way because nobody reads its output.
+#[macro_export]
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($arg)*);
+    }};
+}
+
+/// `print!` that never panics (see [`outln!`]).
+#[macro_export]
+macro_rules! outp {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut out = std::io::stdout();
+        let _ = write!(out, $($arg)*).and_then(|()| out.flush());
+    }};
+}
+
+/// `eprintln!` that never panics: a closed stderr (`2>&1 | head -1`) drops the text.
+#[macro_export]
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
+/// `eprint!` that never panics (see [`errln!`]).
+#[macro_export]
+macro_rules! errp {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 /// Write `text` to stdout. A reader that went away (broken pipe) is not an error.
 pub fn print_stdout(text: &str) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();

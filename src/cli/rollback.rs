@@ -88,21 +88,26 @@ fn list(global: &GlobalArgs, args: &RollbackArgs) -> anyhow::Result<i32> {
             "state_dir": state_dir,
             "backups": metas,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else if backups.is_empty() {
-        println!("no backups {whose} under {}", state_dir.display());
+        crate::outln!("no backups {whose} under {}", state_dir.display());
     } else {
-        println!("backups {whose} under {}:", state_dir.display());
-        println!(
+        crate::outln!("backups {whose} under {}:", state_dir.display());
+        crate::outln!(
             "{:<24} {:<20} {:<36} {:<15} {:<8} {:<20} DIR",
-            "ID", "DOMAIN", "UUID", "KIND", "RUNNING", "URI"
+            "ID",
+            "DOMAIN",
+            "UUID",
+            "KIND",
+            "RUNNING",
+            "URI"
         );
         for b in &backups {
             let kind = match b.meta.kind {
                 BackupKind::BeforeConvert => "before-convert",
                 BackupKind::BeforeRollback => "before-rollback",
             };
-            println!(
+            crate::outln!(
                 "{:<24} {:<20} {:<36} {:<15} {:<8} {:<20} {}",
                 b.meta.id,
                 b.meta.name,
@@ -166,7 +171,7 @@ fn dry_run(
             "changes_definition": current != original,
             "diff": diff,
         });
-        println!("{}", serde_json::to_string_pretty(&doc)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let mut s = format!(
             "rollback of {} to backup {} (dry run: nothing was changed)\npower:      {power}\n",
@@ -178,7 +183,7 @@ fn dry_run(
             s.push_str("definition: would become the backed-up one:\n\n");
             s.push_str(&diff);
         }
-        print!("{s}");
+        crate::outp!("{s}");
     }
     Ok(0)
 }

@@ -172,7 +172,7 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
         for e in &report.domains {
             if let Ok(dom) = host.lookup(&e.status.uuid) {
                 if let Some(w) = crate::host::lifecycle::unfinished_warning(&state_dir, &dom) {
-                    eprintln!("{w}");
+                    crate::errln!("{w}");
                 }
             }
         }
@@ -205,7 +205,7 @@ pub fn scan_host(host: &Host, specs: &[String], verbose: bool) -> Result<ScanRep
         // Listed a moment ago and gone now (a transient domain that stopped): not on the host.
         let skip = |e: &HostError| {
             if verbose {
-                eprintln!("virtio-migrate: skipped: {e}");
+                crate::errln!("virtio-migrate: skipped: {e}");
             }
         };
         let status = match host.status(d) {

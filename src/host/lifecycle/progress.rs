@@ -1,10 +1,18 @@
 //! What the operator sees while the lifecycle runs: an indicatif spinner on a terminal,
 //! plain timestamped lines otherwise; everything on stderr.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
+
+/// A line on stderr that never panics: a closed stderr (`2>&1 | head -1`) must not stop a run
+/// half-way through changing a host.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
 
 /// Where lifecycle messages go.
 #[derive(Debug, Clone, Copy)]
@@ -27,14 +35,14 @@ impl Reporter {
     /// A line of information.
     pub fn info(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("{msg}");
+            say!("{msg}");
         }
     }
 
     /// A warning (shown even with --quiet? no: warnings are part of the normal report).
     pub fn warn(&self, msg: &str) {
         if !self.quiet {
-            eprintln!("warning: {msg}");
+            say!("warning: {msg}");
         }
     }
 
@@ -90,7 +98,7 @@ impl Wait {
                 let slot = elapsed.as_secs() / 10;
                 if !self.quiet && self.last_line != Some(slot) {
                     self.last_line = Some(slot);
-                    eprintln!("{msg}");
+                    say!("{msg}");
                 }
             }
         }
@@ -102,7 +110,7 @@ impl Wait {
             b.finish_and_clear();
         }
         if !self.quiet {
-            eprintln!("{msg}");
+            say!("{msg}");
         }
     }
 }
