@@ -291,13 +291,17 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__rollback)
-            opts="-y -c -v -q -h --domain --backup --list --all-hosts --dry-run --yes --shutdown-mode --shutdown-timeout --force-off --no-start --state-dir --connect --json --verbose --quiet --color --help"
+            opts="-d -y -c -v -q -h --domain --backup --list --all-hosts --dry-run --yes --shutdown-mode --shutdown-timeout --force-off --no-start --state-dir --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --domain)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                -d)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

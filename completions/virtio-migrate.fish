@@ -67,7 +67,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s v -l verbose -d 'More detail on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id (the same as the positional DOMAIN)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l parallel -d 'With --all: convert at most N domains at a time (default: one after another)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l bus -d 'Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)' -r -f -a "virtio\t'virtio-blk (`vdX`), driver viostor'
 scsi\t'virtio-scsi (`sdX` on a virtio-scsi controller), driver vioscsi'"
@@ -104,7 +104,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s v -l verbose -d 'More detail on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s h -l help -d 'Print help (see more with \'--help\')'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l domain -d 'The domain (name, UUID or id)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s d -l domain -d 'The domain: name, UUID or id (the same as the positional DOMAIN)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l backup -d 'The backup id to restore (default: the unfinished run\'s, else the latest taken before a convert)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l shutdown-mode -d 'How to ask the guest to shut down: the guest agent then ACPI (auto), or only one' -r -f -a "auto\t'The guest agent when it answers, else the ACPI power button'
 acpi\t'The ACPI power button only'

@@ -29,18 +29,20 @@ use std::time::Duration;
 /// Options of `convert`.
 #[derive(Debug, Clone, Args)]
 pub struct ConvertArgs {
-    /// The domain: name, UUID or id
+    /// The domain: name, UUID or id (as `scan DOMAIN`; or --domain)
     #[arg(
-        long,
-        short = 'd',
         value_name = "DOMAIN",
-        required_unless_present = "all"
+        conflicts_with = "domain",
+        required_unless_present_any = ["domain", "all"]
     )]
+    pub target: Option<String>,
+    /// The domain: name, UUID or id (the same as the positional DOMAIN)
+    #[arg(long, short = 'd', value_name = "DOMAIN")]
     pub domain: Option<String>,
     /// Every conversion candidate of the host (scan's list) whose plan is ready; a table of
     /// results at the end. Exit 0 all converted or nothing to do, 3 some blocked and none
     /// failed, 1 any failed or rolled back, 130 interrupted
-    #[arg(long, conflicts_with_all = ["domain", "output", "resume"])]
+    #[arg(long, conflicts_with_all = ["target", "domain", "output", "resume"])]
     pub all: bool,
     /// With --all: convert at most N domains at a time (default: one after another)
     #[arg(long, value_name = "N",
@@ -84,7 +86,8 @@ impl ConvertArgs {
     pub fn domain_key(&self) -> anyhow::Result<&str> {
         self.domain
             .as_deref()
-            .ok_or_else(|| anyhow::anyhow!("--domain NAME is required (or --all)"))
+            .or(self.target.as_deref())
+            .ok_or_else(|| anyhow::anyhow!("name the DOMAIN (or --all)"))
     }
 
     /// The planner's options.

@@ -23,9 +23,10 @@ use crate::inspect::verdict::Assessment;
 /// `virtio-migrate inspect`: show what a disk holds and whether its Windows is ready for virtio.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
-    /// Disk image or block device to inspect (its format is probed unless --format is given)
+    /// Disk image or block device to inspect (its format is probed unless --format is given);
+    /// a DOMAIN (name, UUID or id) when no such file exists, as with --domain
     #[arg(
-        value_name = "PATH",
+        value_name = "PATH|DOMAIN",
         required_unless_present = "domain",
         conflicts_with = "domain"
     )]
@@ -102,6 +103,26 @@ pub struct InspectReport {
 pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let budget = args.budget.budget();
+    // `inspect NAME` like `scan NAME`: a positional that is no file (and comes without the
+    // image-only --format/--machine) names a domain.
+    let as_domain = match &args.path {
+        Some(p)
+            if std::fs::symlink_metadata(p).is_err()
+                && args.format.is_none()
+                && args.machine.is_none() =>
+        {
+            Some(InspectArgs {
+                path: None,
+                domain: Some(p.display().to_string()),
+                format: None,
+                machine: None,
+                stats: args.stats,
+                budget: args.budget,
+            })
+        }
+        _ => None,
+    };
+    let args = as_domain.as_ref().unwrap_or(args);
     let (domain, verdict, mut others) = if let Some(path) = &args.path {
         let (format, source) = match args.format {
             Some(f) => (DiskFormat::from(f), FormatSource::Operator),

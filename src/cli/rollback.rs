@@ -14,8 +14,15 @@ use crate::host::lifecycle::{self as lifecycle};
 /// `rollback`: restore a backed-up definition, or list the backups.
 #[derive(Debug, Clone, Args)]
 pub struct RollbackArgs {
-    /// The domain (name, UUID or id)
-    #[arg(long, value_name = "NAME", required_unless_present = "list")]
+    /// The domain: name, UUID or id (or --domain)
+    #[arg(
+        value_name = "DOMAIN",
+        conflicts_with = "domain",
+        required_unless_present_any = ["domain", "list"]
+    )]
+    pub target: Option<String>,
+    /// The domain: name, UUID or id (the same as the positional DOMAIN)
+    #[arg(long, short = 'd', value_name = "DOMAIN")]
     pub domain: Option<String>,
     /// The backup id to restore (default: the unfinished run's, else the latest taken before a convert)
     #[arg(long, value_name = "ID")]
@@ -44,6 +51,13 @@ pub struct RollbackArgs {
     pub state: StateDirArgs,
 }
 
+impl RollbackArgs {
+    /// The domain, positional or `--domain`.
+    pub fn domain_key(&self) -> Option<&str> {
+        self.domain.as_deref().or(self.target.as_deref())
+    }
+}
+
 /// Whether a backup belongs to a domain of this connection: recorded with the same URI, or
 /// (a backup from before URIs were recorded) a domain with its UUID exists here.
 fn on_this_connection(b: &Backup, uri: &str, conn: &Connect) -> bool {
@@ -55,7 +69,7 @@ fn on_this_connection(b: &Backup, uri: &str, conn: &Connect) -> bool {
 
 fn list(global: &GlobalArgs, args: &RollbackArgs) -> anyhow::Result<i32> {
     let state_dir = &args.state.state_dir;
-    let conn = if args.all_hosts && args.domain.is_none() {
+    let conn = if args.all_hosts && args.domain_key().is_none() {
         None
     } else {
         Some(connect(global)?)
@@ -64,7 +78,7 @@ fn list(global: &GlobalArgs, args: &RollbackArgs) -> anyhow::Result<i32> {
         Some(c) => Some(c.uri().context("reading the connection's URI")?),
         None => None,
     };
-    let uuid = match (&args.domain, &conn) {
+    let uuid = match (args.domain_key(), &conn) {
         (Some(d), Some(c)) => Some(crate::cli::convert::lookup_domain(c, d)?.uuid_string()?),
         _ => None,
     };
@@ -195,9 +209,8 @@ pub fn run_rollback(global: &GlobalArgs, args: &RollbackArgs) -> anyhow::Result<
     }
     let state_dir = &args.state.state_dir;
     let key = args
-        .domain
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("--domain NAME is required"))?;
+        .domain_key()
+        .ok_or_else(|| anyhow::anyhow!("name the DOMAIN (or --list)"))?;
     let conn = connect(global)?;
     let dom = crate::cli::convert::lookup_domain(&conn, key)?;
     let uuid = dom.uuid_string()?;

@@ -172,7 +172,9 @@ impl std::fmt::Display for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Readiness::Ready => f.write_str("ready"),
-            Readiness::NotReady { failed } => write!(f, "not ready ({})", failed.join("; ")),
+            Readiness::NotReady { failed } => {
+                write!(f, "not ready (failed checks: {})", failed.join("; "))
+            }
             Readiness::Unknown { why } => write!(f, "unknown ({why})"),
         }
     }
