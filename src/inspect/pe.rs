@@ -1740,7 +1740,7 @@ mod tests {
             vec![Problem::Unsigned]
         );
         assert!(img.unread().is_empty());
-        // The whole 2.5 KiB file fits the first window: one read.
+        // The whole 2 KiB file fits the first window: one read.
         assert_eq!(
             img.cost,
             ReadCost {
@@ -2371,6 +2371,81 @@ mod tests {
             assert!(img.is_signed(), "byte {i}");
             bytes[i] ^= 0xff;
         }
+    }
+
+    /// Through the guest file system as the verdict opens driver files: the host sees exactly
+    /// the reads the check counts, a few KiB of a 1 MiB signed driver.
+    #[test]
+    fn through_the_guest_file_system_the_host_sees_three_reads() {
+        use crate::inspect::guestfs::{GuestFs, HostDirFs};
+        use crate::inspect::image::IoStats;
+        let dir = tempfile::tempdir().unwrap();
+        let drivers = dir.path().join("Windows/System32/drivers");
+        std::fs::create_dir_all(&drivers).unwrap();
+        let mut b = Builder::driver();
+        b.text_size = 1 << 20;
+        let unsigned = dir.path().join("unsigned.sys");
+        std::fs::write(&unsigned, b.build()).unwrap();
+        let vendor = make_cert(dir.path(), "vendor", "/CN=Virtio Test Signer");
+        sign(&unsigned, &drivers.join("viostor.sys"), &vendor, false);
+
+        let stats = IoStats::new();
+        let fs = HostDirFs::with_stats(dir.path(), stats.clone());
+        let file = fs.open("windows/system32/DRIVERS/viostor.sys").unwrap();
+        let img = read_driver(&*file).unwrap();
+        assert_eq!(img.signer(), Some("Virtio Test Signer"));
+        assert_eq!(img.file_version(), Some("100.95.104.26200"));
+        let host = stats.snapshot();
+        assert_eq!(host.len(), 1);
+        assert_eq!(
+            (host[0].reads, host[0].bytes_read),
+            (u64::from(img.cost.reads), img.cost.bytes)
+        );
+        assert_eq!(img.cost.reads, 3);
+        assert!(
+            img.cost.bytes <= 3 * WINDOW && img.size > 1 << 20,
+            "{:?}",
+            img.cost
+        );
+    }
+
+    /// Writes the fuzz target's seeds (`fuzz/corpus/pe/seed-*`): the test drivers, unsigned,
+    /// PE32, without version, signed and nested-signed by osslsigncode. Run by hand:
+    /// `cargo test --lib write_pe_fuzz_seeds -- --ignored`.
+    #[test]
+    #[ignore = "writes fuzz/corpus/pe"]
+    fn write_pe_fuzz_seeds() {
+        let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/corpus/pe");
+        std::fs::create_dir_all(&out).unwrap();
+        let driver = Builder::driver();
+        let mut i386 = Builder::driver();
+        i386.machine = 0x14c;
+        i386.plus = false;
+        let mut bare = Builder::driver();
+        bare.version = None;
+        for (name, b) in [
+            ("amd64", &driver),
+            ("i386-pe32", &i386),
+            ("no-version", &bare),
+        ] {
+            std::fs::write(out.join(format!("seed-{name}.sys")), b.build()).unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let unsigned = dir.path().join("unsigned.sys");
+        std::fs::write(&unsigned, driver.build()).unwrap();
+        let vendor = make_cert(
+            dir.path(),
+            "vendor",
+            "/O=Virtio Test Org/CN=Virtio Test Signer",
+        );
+        let attest = make_cert(dir.path(), "attest", "/O=Second Test Org");
+        sign(&unsigned, &out.join("seed-signed.sys"), &vendor, false);
+        sign(
+            &out.join("seed-signed.sys"),
+            &out.join("seed-nested.sys"),
+            &attest,
+            true,
+        );
     }
 
     /// A real signed kernel driver, when one is given (its licence keeps it out of the
