@@ -172,10 +172,10 @@ pub enum PeError {
 }
 
 impl PeError {
-    /// The error comes from reading the disk, not from the file's content: whatever depends on
-    /// it is unknown rather than wrong.
+    /// The error comes from reading — the disk failed, or the read budget refused the read —
+    /// not from the file's content: whatever depends on it is unknown rather than wrong.
     pub fn is_io(&self) -> bool {
-        matches!(self, PeError::Io { .. })
+        matches!(self, PeError::Io { .. } | PeError::Limit { .. })
     }
 }
 
@@ -374,7 +374,7 @@ pub enum SignatureInfo {
     /// A certificate table Windows cannot use: outside the file, shorter than its header, of
     /// another certificate type.
     Malformed(#[serde(serialize_with = "display")] PeError),
-    /// The table could not be read (I/O): unknown.
+    /// The table could not be read (I/O error or read budget): unknown.
     Unread(#[serde(serialize_with = "display")] PeError),
 }
 
@@ -388,7 +388,7 @@ pub enum VersionInfo {
     Absent,
     /// The resource tree or the version structure is malformed.
     Malformed(#[serde(serialize_with = "display")] PeError),
-    /// It could not be read (I/O).
+    /// It could not be read (I/O error or read budget): unknown.
     Unread(#[serde(serialize_with = "display")] PeError),
 }
 
@@ -2406,6 +2406,58 @@ mod tests {
             img.cost.bytes <= 3 * WINDOW && img.size > 1 << 20,
             "{:?}",
             img.cost
+        );
+    }
+
+    /// `fixtures/drivers/make-driver.py`, which the fixture images use, writes what this
+    /// reader reads.
+    #[test]
+    fn the_fixture_driver_maker_agrees() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/drivers/make-driver.py");
+        let make = |name: &str, args: &[&str]| -> DriverImage {
+            let out = dir.path().join(name);
+            run(Command::new("python3").arg(&script).arg(&out).args(args));
+            read(&std::fs::read(&out).unwrap()).unwrap()
+        };
+        let img = make("default.sys", &[]);
+        assert_eq!(
+            (img.machine, img.pe32_plus, img.subsystem),
+            (Machine::AMD64, true, Subsystem::NATIVE)
+        );
+        assert_eq!(img.file_version(), Some("100.95.104.26200"));
+        assert_eq!(
+            img.problems(Some(Machine::AMD64), true),
+            vec![Problem::Unsigned]
+        );
+        let img = make(
+            "signed.sys",
+            &[
+                "--version",
+                "62.77.104.8800",
+                "--sign",
+                "/O=Red Hat, Inc./CN=Red Hat, Inc.",
+                "--nest",
+                "/CN=Attestation",
+            ],
+        );
+        assert_eq!(img.signer(), Some("Red Hat, Inc."));
+        assert_eq!(img.file_version(), Some("62.77.104.8800"));
+        assert!(img.problems(Some(Machine::AMD64), true).is_empty());
+        let SignatureInfo::Embedded(sig) = &img.signature else {
+            panic!()
+        };
+        assert_eq!(sig.nested_signers, vec!["Attestation".to_string()]);
+        let img = make("i386.sys", &["--machine", "i386", "--no-version"]);
+        assert_eq!((img.machine, img.pe32_plus), (Machine::I386, false));
+        assert!(matches!(img.version, VersionInfo::Absent));
+        assert!(img.problems(Some(Machine::I386), false).is_empty());
+        let img = make("console.sys", &["--subsystem", "3", "--machine", "arm64"]);
+        assert_eq!(
+            img.problems(Some(Machine::ARM64), false),
+            vec![Problem::NotNative {
+                subsystem: Subsystem(3)
+            }]
         );
     }
 
