@@ -83,6 +83,22 @@ impl ScanVerdict {
             wall_time_ms: v.wall_time_ms,
         }
     }
+
+    /// Nothing could be read: every target unknown, for `why`.
+    fn unreadable(why: &str) -> ScanVerdict {
+        let unknown = Readiness::Unknown {
+            why: why.to_string(),
+        };
+        ScanVerdict {
+            windows: None,
+            blk: unknown.clone(),
+            scsi: unknown.clone(),
+            nic: unknown,
+            hazards: Vec::new(),
+            bytes_read: 0,
+            wall_time_ms: 0,
+        }
+    }
 }
 
 /// Why a domain is a conversion candidate. A candidate has at least one reason and a Windows hint.
@@ -247,7 +263,19 @@ pub fn add_verdicts(host: &Host, report: &mut ScanReport, parallel: usize, budge
         .map(|f| host.with_volume_paths(f))
         .collect();
     let facts: Vec<&DomainFacts> = resolved.iter().collect();
-    let verdicts = guest::assess_many(&facts, parallel, budget);
+    let verdicts = match host.file_store() {
+        Ok(store) => guest::assess_many_in(&store, &facts, parallel, budget),
+        Err(e) => {
+            // No way to read this host's images: every candidate is unknown, with the reason.
+            let why = format!("images not readable: {e}");
+            for &i in &wanted {
+                if let Some(entry) = report.domains.get_mut(i) {
+                    entry.verdict = Some(ScanVerdict::unreadable(&why));
+                }
+            }
+            return;
+        }
+    };
     for (i, v) in wanted.into_iter().zip(verdicts) {
         if let Some(e) = report.domains.get_mut(i) {
             e.verdict = Some(ScanVerdict::from_guest(&v));
