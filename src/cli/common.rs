@@ -19,9 +19,10 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)
-    #[arg(short = 'c', long = "connect", global = true, value_name = "URI")]
-    pub connect: Option<String>,
+    /// libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); `scan`
+    /// takes it several times to scan several hosts in one report
+    #[arg(short = 'c', long = "connect", global = true, value_name = "URI", action = clap::ArgAction::Append)]
+    pub connect: Vec<String>,
     /// Print one JSON document instead of the human report
     #[arg(long, global = true)]
     pub json: bool,
@@ -47,7 +48,8 @@ impl GlobalArgs {
     /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.
     pub fn uri(&self) -> String {
         self.connect
-            .clone()
+            .first()
+            .cloned()
             .or_else(|| {
                 std::env::var("LIBVIRT_DEFAULT_URI")
                     .ok()

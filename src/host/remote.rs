@@ -38,6 +38,8 @@ const MAX_FETCH: u64 = 1024 * 1024;
 /// `VIR_STORAGE_VOL_GET_PHYSICAL`: `virStorageVolGetInfoFlags` returns the size of the file
 /// itself in `allocation` (libvirt ≥ 3.0; libvirt-storage.h `virStorageVolInfoFlags`).
 const VOL_GET_PHYSICAL: u32 = 1;
+/// How long a pool refresh is retried while the pool is busy with downloads.
+const REFRESH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The disk files of a remote libvirt host, read through its storage API.
 pub struct RemoteFiles {
@@ -83,18 +85,34 @@ impl RemoteFiles {
                 )
             })?;
         let name = pool.name().unwrap_or_default();
-        let first = {
-            let mut done = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
-            let first = !done.contains(&name);
-            if first {
-                done.push(name.clone());
-            }
-            first
+        let done = {
+            let refreshed = self.refreshed.lock().unwrap_or_else(|p| p.into_inner());
+            refreshed.contains(&name)
         };
-        if first && pool.is_active().unwrap_or(false) {
-            pool.refresh(0).map_err(|e| {
-                io::Error::other(format!("refreshing pool {name} on {}: {e}", self.uri))
-            })?;
+        if !done && pool.is_active().unwrap_or(false) {
+            // libvirt refuses to refresh a pool while one of its volumes is being downloaded
+            // ("asynchronous jobs running") — which other guests of this scan may be doing:
+            // wait for a gap, for a few seconds at most.
+            let deadline = std::time::Instant::now() + REFRESH_PATIENCE;
+            loop {
+                match pool.refresh(0) {
+                    Ok(()) => break,
+                    Err(e) if std::time::Instant::now() < deadline => {
+                        let _ = e;
+                        std::thread::sleep(std::time::Duration::from_millis(50));
+                    }
+                    Err(e) => return Err(io::Error::other(format!(
+                        "{} is not listed in pool {name} on {} and refreshing the pool failed: {}",
+                        path.display(),
+                        self.uri,
+                        e.message()
+                    ))),
+                }
+            }
+            self.refreshed
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(name.clone());
         }
         self.conn.lookup_storage_vol_by_path(text).map_err(|e| {
             io::Error::new(
