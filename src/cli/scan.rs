@@ -1085,6 +1085,15 @@ pub fn render_details(e: &DomainEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_labels_are_the_uri_host() {
+        assert_eq!(host_label("qemu+ssh://root@kvm03:22/system"), "kvm03");
+        assert_eq!(host_label("qemu+ssh://kvm03/system?keyfile=/k"), "kvm03");
+        assert_eq!(host_label("qemu+ssh://root@[::1]:2222/system"), "::1");
+        assert_eq!(host_label("qemu:///system"), "local");
+        assert_eq!(host_label("test:///tmp/node.xml"), "local");
+    }
     use crate::host::PowerState;
 
     fn status(name: &str, persistent: bool) -> DomainStatus {

@@ -778,4 +778,28 @@ mod tests {
             "{s}"
         );
     }
+
+    #[test]
+    fn remote_uris_are_the_ones_naming_a_host_or_a_network_transport() {
+        for uri in [
+            "qemu+ssh://root@kvm01/system",
+            "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k&no_verify=1",
+            "qemu://kvm01/system",
+            "qemu+tcp://10.0.0.1/system",
+            "qemu+tls://h.example/system",
+            "qemu+libssh2://u@h/system",
+        ] {
+            assert!(uri_is_remote(uri), "{uri}");
+        }
+        for uri in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+unix:///system",
+            "test:///default",
+            "test:///tmp/node.xml",
+            "not a uri",
+        ] {
+            assert!(!uri_is_remote(uri), "{uri}");
+        }
+    }
 }

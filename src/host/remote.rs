@@ -101,12 +101,14 @@ impl RemoteFiles {
                         let _ = e;
                         std::thread::sleep(std::time::Duration::from_millis(50));
                     }
-                    Err(e) => return Err(io::Error::other(format!(
+                    Err(e) => {
+                        return Err(io::Error::other(format!(
                         "{} is not listed in pool {name} on {} and refreshing the pool failed: {}",
                         path.display(),
                         self.uri,
                         e.message()
-                    ))),
+                    )))
+                    }
                 }
             }
             self.refreshed
