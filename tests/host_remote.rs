@@ -439,6 +439,49 @@ fn remote_images_are_read_through_libvirt_and_hosts_share_one_report() {
         "{text}"
     );
 
+    // inspect --domain and a dry run read the remote image the same way.
+    let ready = &names[0];
+    let out = run_hiding(
+        &pool_dir,
+        &["-c", &ssh_uri, "--json", "inspect", "--domain", ready],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json(&out)["verdict"]["blk"]["state"], "ready");
+    let out = run_hiding(
+        &pool_dir,
+        &["-c", &ssh_uri, "convert", "--domain", ready, "--dry-run"],
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("bus='virtio'"), "{text}");
+    let out = run_hiding(
+        &pool_dir,
+        &[
+            "-c",
+            &ssh_uri,
+            "convert",
+            "--domain",
+            &names[2],
+            "--dry-run",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
     // Only scan takes several hosts.
     let out = run(&[
         "-c",
