@@ -159,6 +159,8 @@ pub fn domain_plan(xml: &str) {
         scsi: Readiness::Ready,
         nic: Readiness::Ready,
         hazards: Vec::new(),
+        hibernated: None,
+        qemu_ga: None,
     };
     let everything = |bus| PlanOptions {
         bus,

@@ -95,3 +95,22 @@ fn convert_calls_failed_checks_failed() {
     );
     assert!(!t.contains("not ready (viostor"), "{t}");
 }
+
+#[test]
+fn the_dry_run_says_what_verify_will_trip_on() {
+    // An agent channel, and no QEMU-GA service in the guest's SYSTEM hive.
+    let out = run(&["convert", "win2019-uefi", "--dry-run"]);
+    let t = text(&out);
+    assert!(
+        t.contains("has no QEMU guest agent service (Services\\QEMU-GA)")
+            && t.contains("verify would wait for guest-ping in vain"),
+        "{t}"
+    );
+    // Hibernation / Fast Startup blocks, --force overrides.
+    let out = run(&["convert", "win2k12r2-hibernated", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("Windows is hibernated or used Fast Startup"));
+    let out = run(&["convert", "win2k12r2-hibernated", "--dry-run", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert!(text(&out).contains("(overridden by --force)"));
+}

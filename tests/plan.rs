@@ -33,6 +33,8 @@ fn ready() -> GuestReadiness {
         scsi: Readiness::Ready,
         nic: Readiness::Ready,
         hazards: Vec::new(),
+        hibernated: None,
+        qemu_ga: None,
     }
 }
 

@@ -188,6 +188,44 @@ pub struct WindowsFacts {
     pub server: bool,
     /// The release as an operator names it: "Windows Server 2016", "Windows 11".
     pub family: String,
+    /// The QEMU guest agent service: [`QemuGa::read`].
+    pub qemu_ga: QemuGa,
+}
+
+/// The QEMU guest agent service in the current control set. The qemu-ga installer of the
+/// virtio-win ISO registers it as `Services\QEMU-GA` (display name "QEMU Guest Agent"); service
+/// `Start` values: 2 automatic, 3 manual, 4 disabled (Microsoft, "CurrentControlSet\Services
+/// Subkey Entries"). Without a running agent, libvirt's `guest-ping` on the
+/// `org.qemu.guest_agent.0` channel never answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "state")]
+pub enum QemuGa {
+    /// No `Services\QEMU-GA` key.
+    Absent,
+    /// Installed with this `Start` (absent value: `None`).
+    Installed { start: Option<u32> },
+}
+
+impl QemuGa {
+    /// The service key name.
+    pub const SERVICE: &'static str = "QEMU-GA";
+
+    /// Read `<control set>\Services\QEMU-GA` from the SYSTEM hive.
+    pub fn read(system: &NamedHive<'_>, control_set: &str) -> anyhow::Result<QemuGa> {
+        let path = format!(r"{control_set}\Services\{}", QemuGa::SERVICE);
+        if system.key(&path)?.is_none() {
+            return Ok(QemuGa::Absent);
+        }
+        let start = system
+            .number(&path, "Start")?
+            .and_then(|n| u32::try_from(n).ok());
+        Ok(QemuGa::Installed { start })
+    }
+
+    /// Installed and not disabled: it starts with Windows (or on demand).
+    pub fn will_answer(self) -> bool {
+        matches!(self, QemuGa::Installed { start } if start != Some(4))
+    }
 }
 
 impl WindowsFacts {
@@ -241,6 +279,7 @@ impl WindowsFacts {
             edition.as_deref(),
         );
         let family = family_name(major, minor, build, server, product_name.as_deref());
+        let qemu_ga = QemuGa::read(&sys, &control_set)?;
         Ok(WindowsFacts {
             control_set,
             product_name,
@@ -253,6 +292,7 @@ impl WindowsFacts {
             hostname,
             server,
             family,
+            qemu_ga,
         })
     }
 

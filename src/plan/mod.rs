@@ -150,8 +150,14 @@ pub struct GuestReadiness {
     pub scsi: Readiness,
     /// netkvm (virtio-net).
     pub nic: Readiness,
-    /// Hazards the inspection found (each becomes a warning).
+    /// Hazards the inspection found (each becomes a warning; hibernation a blocker).
     pub hazards: Vec<String>,
+    /// The hibernation/Fast Startup evidence when the guest is hibernated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hibernated: Option<String>,
+    /// The QEMU guest agent service in the guest (`None`: the hives were not read).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub qemu_ga: Option<crate::inspect::windows::QemuGa>,
 }
 
 impl GuestReadiness {
@@ -164,8 +170,14 @@ impl GuestReadiness {
             hazards: a
                 .hazards
                 .iter()
+                .filter(|h| !matches!(h, crate::inspect::verdict::Hazard::Hibernation { .. }))
                 .map(|h| format!("{}: {}", h.kind(), h.evidence()))
                 .collect(),
+            hibernated: a.hazards.iter().find_map(|h| match h {
+                crate::inspect::verdict::Hazard::Hibernation { evidence } => Some(evidence.clone()),
+                _ => None,
+            }),
+            qemu_ga: a.facts.as_ref().map(|f| f.qemu_ga),
         }
     }
 
@@ -243,6 +255,8 @@ pub enum BlockerKind {
     BootOrder,
     /// A disk property the target bus cannot carry.
     Unsupported,
+    /// Windows is hibernated or used Fast Startup.
+    Hibernated,
     /// The planner's own checks of the new XML failed (a bug).
     CheckFailed,
     /// libvirt's schema validation of the new XML failed.
@@ -282,6 +296,8 @@ pub enum WarningKind {
     LeftAsIs,
     /// libvirt's schema rejects the current definition too, so it says nothing about the plan.
     SchemaInconclusive,
+    /// A guest agent channel, but no agent in the guest: verify will wait for it in vain.
+    AgentMissing,
 }
 
 /// A hazard to know about before converting.
@@ -802,6 +818,40 @@ pub fn plan(
             }
             for hazard in &r.hazards {
                 plan.warn(WarningKind::GuestHazard, hazard.clone());
+            }
+            // virt-v2v refuses these guests too: the hibernation image would resume a kernel
+            // that knows the old devices, and the next clean boot throws it away.
+            if let Some(evidence) = &r.hibernated {
+                plan.block(
+                    BlockerKind::Hibernated,
+                    format!(
+                        "Windows is hibernated or used Fast Startup ({evidence}): it would resume a \
+                         kernel state made for the old devices instead of booting; start it, shut it \
+                         down fully (`shutdown /s /t 0`, or turn hibernation off with `powercfg /h \
+                         off`) and plan again"
+                    ),
+                    true,
+                );
+            }
+            // verify waits for the agent on that channel: say now that it will never answer.
+            if facts.guest_agent_channel {
+                if let Some(ga) = r.qemu_ga.filter(|ga| !ga.will_answer()) {
+                    plan.warn(
+                        WarningKind::AgentMissing,
+                        format!(
+                            "the domain has a guest agent channel (org.qemu.guest_agent.0) but the \
+                             guest {} (Services\\{}): verify would wait for guest-ping in vain and \
+                             roll back; install qemu-ga from the virtio-win ISO (or enable it) first, \
+                             or remove the channel",
+                            if ga == crate::inspect::windows::QemuGa::Absent {
+                                "has no QEMU guest agent service"
+                            } else {
+                                "has its QEMU guest agent service disabled"
+                            },
+                            crate::inspect::windows::QemuGa::SERVICE
+                        ),
+                    );
+                }
             }
         }
     }
