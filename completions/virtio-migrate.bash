@@ -53,7 +53,7 @@ _virtio__migrate() {
 
     case "${cmd}" in
         virtio__migrate)
-            opts="-c -v -q -h -V --connect --json --verbose --quiet --color --help --version scan inspect convert rollback help"
+            opts="-c -v -q -h -V --connect --json --verbose --quiet --connect-timeout --color --help --version scan inspect convert rollback help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 1 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -64,6 +64,10 @@ _virtio__migrate() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -79,7 +83,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__convert)
-            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --start --no-start --verify-time --no-verify --resume --state-dir --read-limit --time-limit --connect --json --verbose --quiet --color --help"
+            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --start --no-start --verify-time --no-verify --resume --state-dir --read-limit --time-limit --connect --json --verbose --quiet --connect-timeout --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -146,6 +150,10 @@ _virtio__migrate() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -245,7 +253,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__inspect)
-            opts="-c -v -q -h --domain --format --machine --stats --read-limit --time-limit --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --domain --format --machine --stats --read-limit --time-limit --connect --json --verbose --quiet --connect-timeout --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -279,6 +287,10 @@ _virtio__migrate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -291,7 +303,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__rollback)
-            opts="-d -y -c -v -q -h --domain --backup --list --all-hosts --dry-run --yes --shutdown-mode --shutdown-timeout --force-off --no-start --state-dir --connect --json --verbose --quiet --color --help"
+            opts="-d -y -c -v -q -h --domain --backup --list --all-hosts --dry-run --yes --shutdown-mode --shutdown-timeout --force-off --no-start --state-dir --connect --json --verbose --quiet --connect-timeout --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -329,6 +341,10 @@ _virtio__migrate() {
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
+                --connect-timeout)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
                 --color)
                     COMPREPLY=($(compgen -W "auto always never" -- "${cur}"))
                     return 0
@@ -341,7 +357,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__scan)
-            opts="-c -v -q -h --details --no-inspect --parallel --hosts --read-limit --time-limit --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --details --no-inspect --parallel --hosts --read-limit --time-limit --connect --json --verbose --quiet --connect-timeout --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -368,6 +384,10 @@ _virtio__migrate() {
                     return 0
                     ;;
                 -c)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --connect-timeout)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

@@ -1,6 +1,6 @@
 # Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
 function __fish_virtio_migrate_global_optspecs
-    string join \n c/connect= json v/verbose q/quiet color= h/help V/version
+    string join \n c/connect= json v/verbose q/quiet connect-timeout= color= h/help V/version
 end
 
 function __fish_virtio_migrate_needs_command
@@ -25,6 +25,7 @@ function __fish_virtio_migrate_using_subcommand
 end
 
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -l connect-timeout -d 'Seconds to wait for the connection to open before giving up (0: wait for ever); an ssh endpoint that never answers would otherwise hang the command' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -43,6 +44,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l h
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l connect-timeout -d 'Seconds to wait for the connection to open before giving up (0: wait for ever); an ssh endpoint that never answers would otherwise hang the command' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -60,6 +62,7 @@ q35\t'q35 (`pc-q35-*`): modern virtio ids'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l connect-timeout -d 'Seconds to wait for the connection to open before giving up (0: wait for ever); an ssh endpoint that never answers would otherwise hang the command' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -87,6 +90,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l connect-timeout -d 'Seconds to wait for the connection to open before giving up (0: wait for ever); an ssh endpoint that never answers would otherwise hang the command' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -113,6 +117,7 @@ agent\t'The guest agent only'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l shutdown-timeout -d 'Seconds to wait for the guest to power off (the request is re-sent every 10 s)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l state-dir -d 'State directory (locks, backups, journals)' -r -F
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l connect-timeout -d 'Seconds to wait for the connection to open before giving up (0: wait for ever); an ssh endpoint that never answers would otherwise hang the command' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -156,3 +156,124 @@ fn ctrl_c_while_an_ssh_connection_hangs_exits_130() {
     assert_eq!(status.code(), Some(130), "{status}: {err}");
     drop(holder);
 }
+
+fn tool_stderr(args: &[&str], home: &std::path::Path) -> (Option<i32>, String, Duration) {
+    let start = Instant::now();
+    let out = Command::new(BIN)
+        .args(args)
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        start.elapsed(),
+    )
+}
+
+#[test]
+fn a_connection_that_never_answers_times_out_with_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _holder = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for s in listener.incoming().take(2).flatten() {
+            held.push(s);
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let home = tempfile::tempdir().unwrap();
+    let uri = format!("qemu+ssh://nobody@127.0.0.1:{port}/system?no_verify=1");
+    let (code, err, took) = tool_stderr(
+        &[
+            "--connect-timeout",
+            "2",
+            "-c",
+            &uri,
+            "convert",
+            "x",
+            "--dry-run",
+        ],
+        home.path(),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("timed out after 2s"), "{err}");
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+}
+
+#[test]
+fn connection_errors_name_the_real_cause() {
+    let home = tempfile::tempdir().unwrap();
+    let (code, err, _) = tool_stderr(
+        &[
+            "-c",
+            "qemu+ssh://nobody@no-such-host.invalid/system",
+            "scan",
+        ],
+        home.path(),
+    );
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("host no-such-host.invalid not found"), "{err}");
+    assert!(!err.contains("libvirt refused"), "{err}");
+
+    // A real sshd that refuses every key: ssh authentication, not a socket permission.
+    let sshd = std::path::Path::new("/usr/sbin/sshd");
+    if !sshd.exists() {
+        eprintln!("skipping the ssh authentication case: no /usr/sbin/sshd (openssh-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("hostkey");
+    let made = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let config = dir.path().join("sshd_config");
+    std::fs::write(
+        &config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
+             AuthorizedKeysFile /nonexistent\nUsePAM no\nPidFile {}/sshd.pid\n",
+            key.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let _ = std::fs::create_dir_all("/run/sshd");
+    let mut server = Command::new(sshd)
+        .args(["-D", "-e", "-f"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "sshd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let uri = format!("qemu+ssh://nobody@127.0.0.1:{port}/system?no_verify=1");
+    let (code, err, _) = tool_stderr(&["-c", &uri, "rollback", "x", "--dry-run"], home.path());
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("ssh authentication failed (Permission denied (publickey))"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("permission denied on the libvirt socket"),
+        "{err}"
+    );
+}

@@ -37,6 +37,10 @@ pub struct GlobalArgs {
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Seconds to wait for the connection to open before giving up (0: wait for ever); an ssh
+    /// endpoint that never answers would otherwise hang the command
+    #[arg(long, global = true, default_value_t = 30, value_name = "SECS")]
+    pub connect_timeout: u64,
     /// When to colour the output (NO_COLOR is honoured with auto)
     #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto, value_name = "WHEN")]
     pub color: ColorChoice,

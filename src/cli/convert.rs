@@ -228,10 +228,7 @@ pub fn run(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
     if !args.dry_run {
         return run_convert(global, args);
     }
-    virt::error::clear_error_callback();
-    let uri = global.uri();
-    let conn =
-        Connect::open(Some(&uri)).map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))?;
+    let conn = connect(global)?;
     let domain = args.domain_key()?;
     if let Some(w) = crate::host::lifecycle::unfinished_warning(
         &args.lifecycle.state.state_dir,

@@ -80,10 +80,10 @@ fn command_line() -> String {
 }
 
 /// Open the libvirt connection named by the global options.
+/// (Read-write; the cause of a failure named, bounded by `--connect-timeout`.)
 pub fn connect(global: &GlobalArgs) -> anyhow::Result<Connect> {
-    virt::error::clear_error_callback();
-    let uri = global.uri();
-    Connect::open(Some(&uri)).map_err(|e| anyhow::anyhow!("cannot connect to {uri}: {e}"))
+    let host = crate::host::Host::open(&global.uri(), crate::host::Access::ReadWrite)?;
+    Ok(host.into_connection())
 }
 
 pub fn options(

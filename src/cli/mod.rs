@@ -73,6 +73,7 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    crate::host::set_connect_timeout(std::time::Duration::from_secs(cli.global.connect_timeout));
     if cli.global.connect.len() > 1 && !matches!(cli.command, Command::Scan(_)) {
         crate::errln!(
             "error: only scan takes -c/--connect more than once (one report for several hosts)\n\nFor more information, try '--help'."

@@ -15,7 +15,9 @@ pub mod remote;
 use serde::Serialize;
 use std::fmt;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Once};
+use std::time::Duration;
 use virt::connect::Connect;
 
 use crate::inspect::image::{FileStore, LocalFiles};
@@ -52,6 +54,18 @@ pub enum ConnectCause {
     NoDriver,
     /// Authentication was refused.
     AuthFailed,
+    /// ssh reached the host but it refused our keys/credentials (`Permission denied (publickey…)`).
+    SshAuth { detail: String },
+    /// ssh does not trust the host's key (`Host key verification failed`).
+    SshHostKey,
+    /// The host name does not resolve.
+    HostNotFound { host: Option<String> },
+    /// No network path to the host (`No route to host`, `Network is unreachable`).
+    NoRoute,
+    /// The host answered but nothing listens on the port (ssh's or libvirtd's TCP port).
+    PortRefused,
+    /// Nothing answered within the connect timeout (or the network timed out).
+    TimedOut { secs: Option<u64> },
     /// Anything else: libvirt's own message says what.
     Other,
 }
@@ -81,6 +95,38 @@ impl fmt::Display for ConnectCause {
                 "libvirt has no driver for this URI: check its spelling (e.g. qemu:///system, qemu+ssh://host/system)"
             ),
             ConnectCause::AuthFailed => write!(f, "authentication failed"),
+            ConnectCause::SshAuth { detail } => write!(
+                f,
+                "ssh authentication failed ({detail}): the remote host refused this user's keys; \
+                 check the user in the URI, ssh-agent or ~/.ssh, and that the key is authorised there \
+                 (try `ssh USER@HOST true`)"
+            ),
+            ConnectCause::SshHostKey => write!(
+                f,
+                "ssh does not trust the host's key (host key verification failed): connect once \
+                 with `ssh HOST` to check and accept it"
+            ),
+            ConnectCause::HostNotFound { host } => write!(
+                f,
+                "host {}not found (the name does not resolve): check its spelling and DNS",
+                host.as_ref().map(|h| format!("{h} ")).unwrap_or_default()
+            ),
+            ConnectCause::NoRoute => write!(
+                f,
+                "no route to the host (network unreachable): check the address, the network and \
+                 firewalls"
+            ),
+            ConnectCause::PortRefused => write!(
+                f,
+                "the host refused the connection on the port (is sshd, or libvirtd's TCP/TLS \
+                 listener, running there?)"
+            ),
+            ConnectCause::TimedOut { secs } => write!(
+                f,
+                "timed out{}: the host does not answer (down, filtered by a firewall, or an ssh \
+                 that waits for something); see --connect-timeout",
+                secs.map(|s| format!(" after {s}s")).unwrap_or_default()
+            ),
             ConnectCause::Other => write!(f, "libvirt refused the connection"),
         }
     }
@@ -236,6 +282,16 @@ pub struct Host {
 
 static QUIET_LIBVIRT: Once = Once::new();
 
+/// Seconds a connection may take to open (0: no limit); see [`set_connect_timeout`].
+static CONNECT_TIMEOUT_SECS: AtomicU64 = AtomicU64::new(30);
+
+/// How long [`Host::open`] waits for libvirt to open a connection before it gives up with
+/// [`ConnectCause::TimedOut`] (`--connect-timeout`; 0: no limit). An ssh endpoint that never
+/// answers would otherwise hang the command for good.
+pub fn set_connect_timeout(timeout: Duration) {
+    CONNECT_TIMEOUT_SECS.store(timeout.as_secs(), Ordering::SeqCst);
+}
+
 /// Whether a libvirt URI reaches another machine: it names a host (`qemu://h/system`,
 /// `qemu+ssh://root@h/system`) or a network transport (`+ssh`, `+libssh`, `+libssh2`, `+tcp`,
 /// `+tls`). See <https://libvirt.org/uri.html>.
@@ -264,9 +320,33 @@ impl Host {
                 libvirt: None,
             });
         }
-        let opened = match access {
-            Access::ReadOnly => Connect::open_read_only(Some(uri)),
-            Access::ReadWrite => Connect::open(Some(uri)),
+        let open = {
+            let uri = uri.to_string();
+            move || match access {
+                Access::ReadOnly => Connect::open_read_only(Some(&uri)),
+                Access::ReadWrite => Connect::open(Some(&uri)),
+            }
+        };
+        let secs = CONNECT_TIMEOUT_SECS.load(Ordering::SeqCst);
+        let opened = if secs == 0 {
+            open()
+        } else {
+            // libvirt's open cannot be cancelled: it runs in a thread of its own, which is left
+            // behind (with its ssh child) when it does not answer in time.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                let _ = tx.send(open());
+            });
+            match rx.recv_timeout(Duration::from_secs(secs)) {
+                Ok(result) => result,
+                Err(_) => {
+                    return Err(HostError::Connect {
+                        uri: uri.to_string(),
+                        cause: ConnectCause::TimedOut { secs: Some(secs) },
+                        libvirt: None,
+                    })
+                }
+            }
         };
         match opened {
             Ok(conn) => Ok(Host {
@@ -308,6 +388,11 @@ impl Host {
     /// The libvirt connection, for the operations this module does not wrap.
     pub fn connection(&self) -> &Connect {
         &self.conn
+    }
+
+    /// The libvirt connection, owned.
+    pub fn into_connection(self) -> Connect {
+        self.conn
     }
 
     /// Every domain: active and inactive, persistent and transient.
@@ -520,6 +605,43 @@ fn classify_connect_message(auth_error: bool, message: &str) -> ConnectCause {
     if auth_error {
         return ConnectCause::AuthFailed;
     }
+    // ssh's own words come through libvirt's message ("Cannot recv data: <ssh stderr>: …"):
+    // they name the real cause, so they are read before the local socket's.
+    if let Some(i) = message.find("Permission denied (") {
+        let detail = message
+            .get(i..)
+            .and_then(|rest| rest.find(')').map(|end| &rest[..=end]))
+            .unwrap_or("Permission denied")
+            .to_string();
+        return ConnectCause::SshAuth { detail };
+    }
+    if message.contains("Host key verification failed") {
+        return ConnectCause::SshHostKey;
+    }
+    if message.contains("Could not resolve hostname")
+        || message.contains("Name or service not known")
+        || message.contains("No address associated with hostname")
+        || message.contains("unable to resolve")
+    {
+        let host = message
+            .split("Could not resolve hostname ")
+            .nth(1)
+            .and_then(|rest| rest.split(':').next())
+            .map(|h| h.trim().to_string())
+            .filter(|h| !h.is_empty());
+        return ConnectCause::HostNotFound { host };
+    }
+    if message.contains("No route to host") || message.contains("Network is unreachable") {
+        return ConnectCause::NoRoute;
+    }
+    if message.contains("Connection timed out") || message.contains("Operation timed out") {
+        return ConnectCause::TimedOut { secs: None };
+    }
+    if (message.contains("connect to host") || message.contains("unable to connect to server"))
+        && message.contains("Connection refused")
+    {
+        return ConnectCause::PortRefused;
+    }
     if message.contains("no connection driver available") {
         return ConnectCause::NoDriver;
     }
@@ -719,6 +841,62 @@ mod tests {
     }
 
     #[test]
+    fn ssh_messages_name_the_real_cause() {
+        // libvirt 9.0's messages for qemu+ssh:// failures, captured on this machine (a private
+        // sshd refusing keys, no sshd, an unresolvable name, an unroutable address).
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Cannot recv data: Warning: Permanently added '[127.0.0.1]:22022' (ED25519) to the \
+                 list of known hosts.\r\nnobody@127.0.0.1: Permission denied (publickey).: \
+                 Connection reset by peer"
+            ),
+            ConnectCause::SshAuth {
+                detail: "Permission denied (publickey)".to_string()
+            }
+        );
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Cannot recv data: ssh: connect to host 127.0.0.1 port 22: Connection refused: \
+                 Connection reset by peer"
+            ),
+            ConnectCause::PortRefused
+        );
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Cannot recv data: ssh: Could not resolve hostname no-such-host.invalid: Name or \
+                 service not known: Connection reset by peer"
+            ),
+            ConnectCause::HostNotFound {
+                host: Some("no-such-host.invalid".to_string())
+            }
+        );
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Cannot recv data: ssh: connect to host fd00::1 port 22: No route to host: \
+                 Connection reset by peer"
+            ),
+            ConnectCause::NoRoute
+        );
+        assert_eq!(
+            classify_connect_message(
+                false,
+                "Cannot recv data: Host key verification failed.: Connection reset by peer"
+            ),
+            ConnectCause::SshHostKey
+        );
+        let s = ConnectCause::SshAuth {
+            detail: "Permission denied (publickey)".into(),
+        }
+        .to_string();
+        assert!(s.starts_with("ssh authentication failed"), "{s}");
+        assert!(!s.contains("libvirt socket"), "{s}");
+    }
+
+    #[test]
     fn libvirt_messages_are_classified() {
         // The messages libvirt 9.0 gives (seen with virsh on this kind of machine).
         let sock = Some("/var/run/libvirt/libvirt-sock".to_string());
@@ -755,7 +933,9 @@ mod tests {
                 false,
                 "Cannot recv data: ssh: Could not resolve hostname nohost"
             ),
-            ConnectCause::Other
+            ConnectCause::HostNotFound {
+                host: Some("nohost".to_string())
+            }
         );
     }
 
