@@ -30,7 +30,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -l color -d 
 always\t''
 never\t''"
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -l json -d 'Print one JSON document instead of the human report'
-complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s v -l verbose -d 'More detail on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s v -l verbose -d 'Say what the tool is doing, on stderr: the connection, each disk image opened, the planning, each step of a conversion (with the seconds since the start)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s h -l help -d 'Print help'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s V -l version -d 'Print version'
@@ -51,7 +51,7 @@ never\t''"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l details -d 'Under the table, list each domain\'s UUID, every disk and NIC, every Windows hint and the management layer\'s evidence'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l no-inspect -d 'Do not read the candidates\' disk images (no verdict columns: inventory only)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l json -d 'Print one JSON document instead of the human report'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s v -l verbose -d 'More detail on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s v -l verbose -d 'Say what the tool is doing, on stderr: the connection, each disk image opened, the planning, each step of a conversion (with the seconds since the start)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s h -l help -d 'Print help'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l domain -d 'Inspect the boot disk (and the other disks) of this libvirt domain: name, UUID or id; formats and machine type come from its persistent definition' -r
@@ -68,7 +68,7 @@ always\t''
 never\t''"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l stats -d 'Show bytes read and read calls per host file, and the wall time'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l json -d 'Print one JSON document instead of the human report'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s v -l verbose -d 'More detail on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s v -l verbose -d 'Say what the tool is doing, on stderr: the connection, each disk image opened, the planning, each step of a conversion (with the seconds since the start)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id (the same as the positional DOMAIN)' -r
@@ -106,7 +106,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l no-verify -d 'Do not watch the started guest (risky: a guest that fails to boot is not rolled back)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l resume -d 'Finish an interrupted conversion of the domain (from its journal and backup) instead of planning'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l json -d 'Print one JSON document instead of the human report'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s v -l verbose -d 'More detail on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s v -l verbose -d 'Say what the tool is doing, on stderr: the connection, each disk image opened, the planning, each step of a conversion (with the seconds since the start)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s d -l domain -d 'The domain: name, UUID or id (the same as the positional DOMAIN)' -r
@@ -128,7 +128,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" 
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l force-off -d 'Destroy (power off) the guest when it has not shut down within the timeout'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l no-start -d 'Do not start the domain after restoring (by default it is started when it was running when the backup was taken, and left shut off when it was shut off)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l json -d 'Print one JSON document instead of the human report'
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s v -l verbose -d 'More detail on stderr'
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s v -l verbose -d 'Say what the tool is doing, on stderr: the connection, each disk image opened, the planning, each step of a conversion (with the seconds since the start)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand help; and not __fish_seen_subcommand_from scan inspect convert rollback help" -f -a "scan" -d 'List every domain and find the Windows guests still on IDE/SATA disks or emulated NICs'

@@ -27,6 +27,7 @@ pub mod domain;
 pub mod host;
 pub mod inspect;
 pub mod plan;
+pub mod trace;
 
 /// Entry points shared by the fuzz targets and the corpus replay test (the `fuzzing` feature:
 /// the shipped binary does not carry them).

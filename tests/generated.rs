@@ -12,8 +12,173 @@ use virtio_migrate::cli::Cli;
 
 const BIN: &str = "virtio-migrate";
 
+/// The FILES section every page shares.
+const FILES: &str = r#".SH FILES
+.TP
+\fB/var/lib/virtio\-migrate/locks/\fIUUID\fB.lock\fR
+The lock of a domain while a \fBconvert\fR or \fBrollback\fR runs (it names the holder).
+.TP
+\fB/var/lib/virtio\-migrate/backups/\fIUUID\fB/\fITIME\fB/\fR
+A backup: \fBpersistent.xml\fR (what \fBrollback\fR defines, byte for byte), \fBlive.xml\fR (when
+the guest was running), \fBnew.xml\fR (the definition the run applied) and \fBmeta.json\fR (the
+domain, the connection URI, whether it was running, the command).
+.TP
+\fB/var/lib/virtio\-migrate/journal/\fIUUID\fB.jsonl\fR
+The journal: one line per step, written before the step; a run that did not finish is explained
+by the next command on that domain.
+.PP
+The directory is \fB\-\-state\-dir\fR or \fB$VIRTIO_MIGRATE_STATE_DIR\fR when given.
+"#;
+
+/// The ENVIRONMENT section every subcommand page shares.
+const ENVIRONMENT: &str = r#".SH ENVIRONMENT
+.TP
+\fBLIBVIRT_DEFAULT_URI\fR
+The libvirt URI used when \fB\-c\fR is not given; without either, \fBqemu:///system\fR.
+.TP
+\fBVIRTIO_MIGRATE_STATE_DIR\fR
+The state directory (as \fB\-\-state\-dir\fR), default \fB/var/lib/virtio\-migrate\fR.
+.TP
+\fBNO_COLOR\fR
+When set to a non\-empty value, \fB\-\-color auto\fR does not colour.
+"#;
+
+/// The EXIT STATUS and EXAMPLES of each subcommand's page.
+fn sub_sections(name: &str) -> (&'static str, &'static str) {
+    match name {
+        "scan" => (
+            r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Every host was scanned and every domain read.
+.TP
+\fB1\fR
+A host could not be reached (the message names the cause), or the definition of a domain could
+not be read (the report is still printed in full).
+.TP
+\fB2\fR
+Usage error.
+.TP
+\fB130\fR
+Interrupted (Ctrl\-C, SIGTERM, SIGHUP).
+"#,
+            r#".SH EXAMPLES
+.TP
+\fBvirtio\-migrate scan\fR
+Every domain of the local host, candidates first, with the offline verdict of each candidate.
+.TP
+\fBvirtio\-migrate \-c qemu+ssh://root@kvm01/system \-c qemu+ssh://root@kvm02/system scan \-\-json\fR
+Two hosts, one JSON document.
+.TP
+\fBvirtio\-migrate scan win2k8r2 \-\-details\fR
+One domain, with its disks, NICs and Windows hints.
+"#,
+        ),
+        "inspect" => (
+            r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+The disk was read and a verdict given (whatever it says).
+.TP
+\fB1\fR
+The image could not be read at all, the domain was not found, or the host could not be reached.
+.TP
+\fB2\fR
+Usage error.
+.TP
+\fB130\fR
+Interrupted (Ctrl\-C, SIGTERM, SIGHUP).
+"#,
+            r#".SH EXAMPLES
+.TP
+\fBvirtio\-migrate inspect win2k8r2\fR
+Every driver check of the domain's boot disk, with its evidence, and the hazards.
+.TP
+\fBvirtio\-migrate inspect /var/lib/libvirt/images/win.qcow2 \-\-machine q35 \-\-stats\fR
+An image file, for a q35 guest, with the bytes read.
+"#,
+        ),
+        "convert" => (
+            r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Converted (and, when started, verified), nothing to do, or with \fB\-\-dry\-run\fR a ready plan.
+.TP
+\fB1\fR
+Runtime error: unreachable host, no such domain, lock held, a refused or unconfirmed run, a
+shutdown timeout, an unfinished earlier run; the message says what state the domain is in.
+.TP
+\fB2\fR
+Usage error.
+.TP
+\fB3\fR
+The plan is blocked; nothing was changed (the plan and the diff are printed).
+.TP
+\fB4\fR
+The new definition was started and failed verification (a reset, reboot, crash, panic or stop
+during \fB\-\-verify\-time\fR, or a guest agent that did not answer and keep answering); the
+original definition is back, byte for byte.
+.TP
+\fB130\fR
+Interrupted; the definition is untouched, or the message names the command that finishes
+(\fB\-\-resume\fR) or undoes (\fBrollback\fR) the run.
+.PP
+With \fB\-\-all\fR: 0 all converted or nothing to do, 3 some blocked and none failed, 1 any
+failed or rolled back, 130 interrupted.
+"#,
+            r#".SH EXAMPLES
+.TP
+\fBvirtio\-migrate convert win2k8r2 \-\-dry\-run\fR
+The plan and the diff of the definition; nothing changes.
+.TP
+\fBvirtio\-migrate convert win2k8r2\fR
+Back up, confirm, shut down, define, start, verify (120 s), roll back on failure.
+.TP
+\fBvirtio\-migrate convert win2k8r2 \-\-yes \-\-start \-\-verify\-time 300\fR
+Without a prompt; start the guest even if it was shut off, and watch it for 5 minutes.
+.TP
+\fBvirtio\-migrate convert \-\-all \-\-dry\-run\fR
+Every candidate's plan.
+.TP
+\fBvirtio\-migrate convert win2k8r2 \-\-resume\fR
+Finish a run that was interrupted (only verify, when the guest already runs the new definition).
+"#,
+        ),
+        "rollback" => (
+            r#".SH "EXIT STATUS"
+.TP
+\fB0\fR
+Restored (or listed, or the dry run printed).
+.TP
+\fB1\fR
+Runtime error: no backup, unreachable host, lock held, a refused or unconfirmed run, a shutdown
+timeout.
+.TP
+\fB2\fR
+Usage error.
+.TP
+\fB130\fR
+Interrupted; nothing was restored, or the message says what state the domain is in.
+"#,
+            r#".SH EXAMPLES
+.TP
+\fBvirtio\-migrate rollback \-\-list\fR
+The backups of the domains on this connection.
+.TP
+\fBvirtio\-migrate rollback win2k8r2 \-\-dry\-run\fR
+The diff from the current definition to the backup, and what happens to the power state.
+.TP
+\fBvirtio\-migrate rollback win2k8r2 \-\-backup 20260101T120000Z\fR
+Restore that backup; the guest is started when it was running when backed up.
+"#,
+        ),
+        _ => ("", ""),
+    }
+}
+
 /// Sections of the main manual page that clap does not know about.
-const MAN_EXTRA: &str = r#".SH "EXIT STATUS"
+const MAN_EXTRA: [&str; 3] = [
+    r#".SH "EXIT STATUS"
 .TP
 \fB0\fR
 Success.
@@ -31,8 +196,9 @@ domain, the boot disk would lose its place, ...); the plan and the diff are stil
 With \fB\-\-all\fR: some candidates were blocked and none failed.
 .TP
 \fB4\fR
-\fBconvert\fR: the new definition was applied but failed verification (the guest did not stay
-running, crashed, or its guest agent did not answer) and the original definition was restored.
+\fBconvert\fR: the new definition was applied but failed verification (the guest reset, rebooted,
+crashed, panicked or stopped during \fB\-\-verify\-time\fR, or its guest agent did not answer and
+keep answering) and the original definition was restored.
 .TP
 \fB130\fR
 Interrupted (Ctrl\-C, SIGTERM, SIGHUP): the message says what state the domain is in and which
@@ -48,7 +214,12 @@ The libvirt URI used when \fB\-c\fR is not given; without either, \fBqemu:///sys
 .TP
 \fBNO_COLOR\fR
 When set to a non\-empty value, \fB\-\-color auto\fR does not colour.
-.SH EXAMPLES
+.TP
+\fBVIRTIO_MIGRATE_STATE_DIR\fR
+The state directory (as \fB\-\-state\-dir\fR), default \fB/var/lib/virtio\-migrate\fR.
+"#,
+    FILES,
+    r#".SH EXAMPLES
 .TP
 \fBvirtio\-migrate scan\fR
 List every domain on the local QEMU/KVM host, candidates first.
@@ -56,7 +227,7 @@ List every domain on the local QEMU/KVM host, candidates first.
 \fBvirtio\-migrate \-c qemu+ssh://root@kvm01/system scan \-\-json\fR
 The same for a remote host, as one JSON document.
 .TP
-\fBvirtio\-migrate convert \-\-domain win2k8r2 \-\-dry\-run \-\-output planned.xml\fR
+\fBvirtio\-migrate convert win2k8r2 \-\-dry\-run \-\-output planned.xml\fR
 Show the conversion plan and the diff of the definition, write the planned definition for the
 change ticket, change nothing on the host.
 .TP
@@ -65,7 +236,8 @@ The bundled demo host (libvirt's test driver; run from the source tree: the scri
 to target/demo with absolute paths and prints its URI).
 .SH "SEE ALSO"
 \fBvirsh\fR(1), \fBvirt\-xml\fR(1)
-"#;
+"#,
+];
 
 /// Every generated file, by path relative to the repository root.
 fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
@@ -89,9 +261,27 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
             continue;
         }
         stack.extend(sub.get_subcommands().cloned());
+        let (exit_status, examples) = sub_sections(sub.get_name());
+        let has_subcommands = sub.get_subcommands().next().is_some();
+        let has_version = sub.get_version().is_some() || sub.get_long_version().is_some();
         let man = clap_mangen::Man::new(sub);
         let mut buf = Vec::new();
-        man.render(&mut buf).expect("render a subcommand page");
+        // The sections `Man::render` writes, with ours between the options and the version.
+        man.render_title(&mut buf).unwrap();
+        man.render_name_section(&mut buf).unwrap();
+        man.render_synopsis_section(&mut buf).unwrap();
+        man.render_description_section(&mut buf).unwrap();
+        man.render_options_section(&mut buf).unwrap();
+        if has_subcommands {
+            man.render_subcommands_section(&mut buf).unwrap();
+        }
+        for section in [exit_status, ENVIRONMENT, FILES, examples] {
+            buf.extend_from_slice(section.as_bytes());
+        }
+        buf.extend_from_slice(b".SH \"SEE ALSO\"\n\\fBvirtio\\-migrate\\fR(1)\n");
+        if has_version {
+            man.render_version_section(&mut buf).unwrap();
+        }
         files.insert(Path::new("man").join(man.get_filename()), buf);
     }
     // The main page, with the sections clap does not describe.
@@ -103,7 +293,9 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
     man.render_description_section(&mut buf).unwrap();
     man.render_options_section(&mut buf).unwrap();
     man.render_subcommands_section(&mut buf).unwrap();
-    buf.extend_from_slice(MAN_EXTRA.as_bytes());
+    buf.extend_from_slice(MAN_EXTRA[0].as_bytes());
+    buf.extend_from_slice(MAN_EXTRA[1].as_bytes());
+    buf.extend_from_slice(MAN_EXTRA[2].as_bytes());
     man.render_version_section(&mut buf).unwrap();
     files.insert(Path::new("man").join(format!("{BIN}.1")), buf);
     files
@@ -161,6 +353,30 @@ fn completions_and_man_pages_are_up_to_date() {
         "generated files differ from the command line definitions ({}); run `UPDATE_GENERATED=1 cargo test --test generated` and commit the result",
         problems.join(", ")
     );
+}
+
+#[test]
+fn every_page_has_exit_status_environment_files_and_examples() {
+    let files = generate();
+    for (rel, bytes) in &files {
+        if !rel.starts_with("man") {
+            continue;
+        }
+        let page = String::from_utf8(bytes.clone()).unwrap();
+        for section in [
+            ".SH \"EXIT STATUS\"",
+            ".SH ENVIRONMENT",
+            ".SH FILES",
+            ".SH EXAMPLES",
+        ] {
+            assert!(page.contains(section), "{} lacks {section}", rel.display());
+        }
+        assert!(
+            page.contains("VIRTIO_MIGRATE_STATE_DIR"),
+            "{}",
+            rel.display()
+        );
+    }
 }
 
 #[test]

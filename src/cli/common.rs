@@ -31,7 +31,8 @@ pub struct GlobalArgs {
     /// Print one JSON document instead of the human report
     #[arg(long, global = true)]
     pub json: bool,
-    /// More detail on stderr
+    /// Say what the tool is doing, on stderr: the connection, each disk image opened, the
+    /// planning, each step of a conversion (with the seconds since the start)
     #[arg(short, long, global = true, conflicts_with = "quiet")]
     pub verbose: bool,
     /// Only errors on stderr

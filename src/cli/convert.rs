@@ -161,6 +161,7 @@ pub fn plan_domain(
         .xml_desc(flags)
         .with_context(|| format!("reading the definition of {domain}"))?;
     let host = host_facts(&dom)?;
+    crate::trace!("planning {domain} from its persistent definition");
     let mut plan = plan::plan(&original_xml, readiness, &host, opts)
         .with_context(|| format!("planning the conversion of {domain}"))?;
     if !plan.is_empty() {
@@ -190,6 +191,13 @@ pub fn inspect_guest(
         .xml_desc(virt::sys::VIR_DOMAIN_XML_INACTIVE)
         .with_context(|| format!("reading the definition of {domain}"))?;
     let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
+    crate::trace!(
+        "inspecting the boot disk of {domain}: {}",
+        facts
+            .boot_disk()
+            .map(|d| d.source.display())
+            .unwrap_or_else(|| "none".to_string())
+    );
     // Watched like a scan's inspections: an image on hung storage gives an `unknown` verdict
     // (a blocked plan) instead of a convert that never answers.
     // This connection is read-write (convert changes the host), as remote reads need.
@@ -302,6 +310,16 @@ pub fn run_convert(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i3
             if !global.quiet {
                 crate::errln!("{}: nothing to convert", plan.domain);
             }
+            if global.json {
+                let doc = serde_json::json!({
+                    "schema_version": JSON_SCHEMA_VERSION,
+                    "domain": plan.domain,
+                    "uuid": plan.uuid,
+                    "result": "nothing-to-do",
+                    "exit_code": 0,
+                });
+                crate::cli::report::print_json(&doc)?;
+            }
             return Ok(0);
         }
         transition_from_plan(planned.original_xml, &plan)
@@ -357,15 +375,34 @@ fn use_colour(choice: ColorChoice) -> bool {
     }
 }
 
+/// The `schema_version` of `convert`'s and `rollback`'s JSON documents.
+pub const JSON_SCHEMA_VERSION: u32 = 1;
+
 /// The `--json` document: the plan, its status, the diff and the new XML.
 ///
-/// `{"domain", "uuid", "status": "nothing-to-do"|"ready"|"blocked", "options", "readiness"
+/// `{"schema_version", "domain", "uuid", "status": "nothing-to-do"|"ready"|"blocked", "options", "readiness"
 /// (null: drivers not checked), "boot_disk", "changes": [{kind, element, from, to, why}],
 /// "blockers": [{kind, message, overridable, overridden}], "warnings": [{kind, message}],
 /// "diff", "new_xml"}`
 pub fn plan_json(plan: &Plan) -> serde_json::Value {
     let mut value = serde_json::to_value(plan).unwrap_or(serde_json::Value::Null);
+    // Hazards have one shape everywhere (scan, inspect, convert): {"kind", "evidence"}.
+    if let Some(list) = value
+        .get_mut("readiness")
+        .and_then(|r| r.get_mut("hazards"))
+        .and_then(|h| h.as_array_mut())
+    {
+        for h in list.iter_mut() {
+            if let Some((kind, evidence)) = h.as_str().and_then(|s| s.split_once(": ")) {
+                *h = serde_json::json!({ "kind": kind, "evidence": evidence });
+            }
+        }
+    }
     if let Some(map) = value.as_object_mut() {
+        map.insert(
+            "schema_version".to_string(),
+            serde_json::json!(JSON_SCHEMA_VERSION),
+        );
         map.insert(
             "status".to_string(),
             serde_json::to_value(plan.status()).unwrap_or(serde_json::Value::Null),

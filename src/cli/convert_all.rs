@@ -322,6 +322,7 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
 
     if global.json {
         let doc = serde_json::json!({
+            "schema_version": crate::cli::convert::JSON_SCHEMA_VERSION,
             "uri": uri,
             "dry_run": args.dry_run,
             "results": entries,

@@ -107,7 +107,18 @@ pub fn report(global: &GlobalArgs, result: Result<Outcome, LifecycleError>) -> a
     match result {
         Ok(outcome) => {
             if global.json {
-                crate::outln!("{}", serde_json::to_string_pretty(&outcome)?);
+                let mut doc = serde_json::to_value(&outcome)?;
+                if let Some(map) = doc.as_object_mut() {
+                    map.insert(
+                        "schema_version".into(),
+                        serde_json::json!(crate::cli::convert::JSON_SCHEMA_VERSION),
+                    );
+                    map.insert(
+                        "exit_code".into(),
+                        serde_json::json!(outcome_exit_code(&outcome)),
+                    );
+                }
+                crate::cli::report::print_json(&doc)?;
             } else {
                 crate::outln!("{}", outcome.summary());
             }
@@ -115,7 +126,18 @@ pub fn report(global: &GlobalArgs, result: Result<Outcome, LifecycleError>) -> a
         }
         Err(e) => {
             crate::errln!("virtio-migrate: {e}");
-            Ok(error_exit_code(&e))
+            let code = error_exit_code(&e);
+            if global.json {
+                // Every mode prints one document, a run that stopped too.
+                let doc = serde_json::json!({
+                    "schema_version": crate::cli::convert::JSON_SCHEMA_VERSION,
+                    "result": e.kind_word(),
+                    "error": e.to_string(),
+                    "exit_code": code,
+                });
+                crate::cli::report::print_json(&doc)?;
+            }
+            Ok(code)
         }
     }
 }

@@ -60,19 +60,31 @@ pub enum Command {
 pub fn main() -> i32 {
     common::exit_130_on_interrupt();
     let cli = Cli::parse();
+    let json = cli.global.json;
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             // One line, whatever the causes carry (libvirt's and libxml2's messages hold newlines).
             let message = format!("{e:#}");
             let words: Vec<&str> = message.split_whitespace().collect();
-            crate::errln!("virtio-migrate: {}", words.join(" "));
+            let line = words.join(" ");
+            crate::errln!("virtio-migrate: {line}");
+            if json {
+                // --json promises one document on stdout, an error too.
+                let _ = report::print_json(&serde_json::json!({
+                    "schema_version": 1,
+                    "result": "error",
+                    "error": line,
+                    "exit_code": EXIT_ERROR,
+                }));
+            }
             EXIT_ERROR
         }
     }
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    crate::trace::enable(cli.global.verbose);
     crate::host::set_connect_timeout(std::time::Duration::from_secs(cli.global.connect_timeout));
     if cli.global.connect.len() > 1 && !matches!(cli.command, Command::Scan(_)) {
         crate::errln!(

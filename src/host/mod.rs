@@ -328,6 +328,18 @@ impl Host {
             }
         };
         let secs = CONNECT_TIMEOUT_SECS.load(Ordering::SeqCst);
+        crate::trace!(
+            "connecting to {uri} ({}, timeout {})",
+            match access {
+                Access::ReadOnly => "read-only",
+                Access::ReadWrite => "read-write",
+            },
+            if secs == 0 {
+                "none".to_string()
+            } else {
+                format!("{secs}s")
+            }
+        );
         let opened = if secs == 0 {
             open()
         } else {
@@ -348,6 +360,14 @@ impl Host {
                 }
             }
         };
+        crate::trace!(
+            "{} {uri}",
+            if opened.is_ok() {
+                "connected to"
+            } else {
+                "could not connect to"
+            }
+        );
         match opened {
             Ok(conn) => Ok(Host {
                 conn,

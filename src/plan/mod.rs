@@ -150,7 +150,8 @@ pub struct GuestReadiness {
     pub scsi: Readiness,
     /// netkvm (virtio-net).
     pub nic: Readiness,
-    /// Hazards the inspection found (each becomes a warning; hibernation a blocker).
+    /// Hazards the inspection found, `kind: evidence` (each becomes a warning; hibernation a
+    /// blocker).
     pub hazards: Vec<String>,
     /// The hibernation/Fast Startup evidence when the guest is hibernated.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -170,7 +171,6 @@ impl GuestReadiness {
             hazards: a
                 .hazards
                 .iter()
-                .filter(|h| !matches!(h, crate::inspect::verdict::Hazard::Hibernation { .. }))
                 .map(|h| format!("{}: {}", h.kind(), h.evidence()))
                 .collect(),
             hibernated: a.hazards.iter().find_map(|h| match h {
@@ -817,6 +817,10 @@ pub fn plan(
                 }
             }
             for hazard in &r.hazards {
+                // Hibernation is a blocker of its own (below), not a warning.
+                if r.hibernated.is_some() && hazard.starts_with("hibernation: ") {
+                    continue;
+                }
                 plan.warn(WarningKind::GuestHazard, hazard.clone());
             }
             // virt-v2v refuses these guests too: the hibernation image would resume a kernel

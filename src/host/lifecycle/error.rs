@@ -39,6 +39,21 @@ pub enum LifecycleError {
 }
 
 impl LifecycleError {
+    /// One word for the JSON `result` of a run that stopped.
+    pub fn kind_word(&self) -> &'static str {
+        match self {
+            LifecycleError::Locked { .. } => "locked",
+            LifecycleError::Unfinished(_) => "unfinished",
+            LifecycleError::Blocked { .. } => "blocked",
+            LifecycleError::Refused(_) => "refused",
+            LifecycleError::NotConfirmed => "not-confirmed",
+            LifecycleError::ShutdownTimeout { .. } => "shutdown-timeout",
+            LifecycleError::Interrupted(_) => "interrupted",
+            LifecycleError::Failed { .. } => "failed",
+            LifecycleError::Io { .. } => "io-error",
+        }
+    }
+
     /// An I/O error on a state-directory file.
     pub fn io(path: &Path, source: std::io::Error) -> LifecycleError {
         LifecycleError::Io {

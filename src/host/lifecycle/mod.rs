@@ -263,6 +263,16 @@ fn record(
     detail: impl Into<String>,
 ) -> Result<(), LifecycleError> {
     let path = journal.path().to_path_buf();
+    let detail = detail.into();
+    crate::trace!(
+        "step {}{}",
+        step.as_str(),
+        if detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {detail}")
+        }
+    );
     journal
         .record(step, detail)
         .map_err(|e| LifecycleError::io(&path, e))

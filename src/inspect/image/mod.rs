@@ -276,6 +276,7 @@ impl HostFile {
         // Only a regular file or a block device is a disk. Anything else is refused before it is
         // opened: opening a FIFO for reading waits for a writer (forever, for a backing path a
         // crafted qcow2 header names), and a character device or socket has no size to read.
+        crate::trace!("opening {} (read-only)", path.display());
         not_a_disk(path, &std::fs::metadata(path)?)?;
         // O_NONBLOCK: should the path be swapped for a FIFO after the check, the open still
         // returns at once (and the check below refuses it). Reads of regular files and block
