@@ -153,7 +153,11 @@ pub fn effective(domain: Node) -> BootSequence {
     let mut per_device: Vec<BootEntry> = Vec::new();
     if let Some(devices) = devices {
         let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
-        for device in devices.children().filter(|c| c.is_element()) {
+        // Only libvirt's own elements count (the rewrite numbers devices the same way).
+        for device in devices
+            .children()
+            .filter(|c| c.is_element() && c.tag_name().namespace().is_none())
+        {
             let name = device.tag_name().name();
             let position = {
                 let n = counts.entry(name).or_insert(0);
@@ -161,9 +165,6 @@ pub fn effective(domain: Node) -> BootSequence {
                 *n += 1;
                 p
             };
-            if device.tag_name().namespace().is_some() {
-                continue;
-            }
             let order = device
                 .children()
                 .filter(|c| is_libvirt(*c, "boot"))
@@ -308,6 +309,14 @@ mod tests {
         // Nothing of the kind: no entry.
         let s = sequence("<domain><os><boot dev='network'/></os><devices/></domain>");
         assert!(s.entries.is_empty());
+    }
+
+    #[test]
+    fn foreign_elements_do_not_shift_positions() {
+        let s = sequence(
+            "<domain xmlns:x='urn:x'><devices><x:disk/><disk><target dev='hda'/></disk><disk><target dev='hdb'/><boot order='1'/></disk></devices></domain>",
+        );
+        assert_eq!(summary(&s), [(1, "disk".into(), 1)]);
     }
 
     #[test]
