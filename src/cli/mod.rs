@@ -87,6 +87,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!("error: --parallel N needs --all\n\nFor more information, try '--help'.");
                 return Ok(EXIT_USAGE);
             }
+            if !args.only.is_empty() && !args.all {
+                eprintln!(
+                    "error: --only DOMAIN needs --all\n\nFor more information, try '--help'."
+                );
+                return Ok(EXIT_USAGE);
+            }
             if args.all {
                 convert_all::run_all(&cli.global, args)
             } else {
