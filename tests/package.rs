@@ -853,8 +853,33 @@ fn copy_into(chroot: &Chroot, dir: &Path) {
         .arg(&to));
 }
 
+/// Prints how long each part of a suite's proof took (seen with `--nocapture`, or on failure).
+struct Phases {
+    suite: &'static str,
+    last: std::time::Instant,
+}
+
+impl Phases {
+    fn done(&mut self, what: &str) {
+        eprintln!("{}: {what} took {:.1?}", self.suite, self.last.elapsed());
+        self.last = std::time::Instant::now();
+    }
+}
+
 fn prove_on(suite: &Suite) {
+    let mut phases = Phases {
+        suite: suite.name,
+        last: std::time::Instant::now(),
+    };
+    // The same binary runs here (Debian 12) as the reference, by name from the unpacked .deb
+    // like in the chroot; packages left from another commit are refused before any work.
+    let deb = Unpacked::deb();
+    assert_version_line(
+        &run(Command::new(deb.binary()).arg("--version")),
+        "the .deb",
+    );
     let chroot = Chroot::new(suite);
+    phases.done("the chroot (.ci/debian-chroot, copied)");
     let deb_name = deb_path()
         .file_name()
         .unwrap()
@@ -868,6 +893,8 @@ fn prove_on(suite: &Suite) {
         "Acquire::http::Timeout=60",
         "-o",
         "Acquire::Retries=3",
+        "-o",
+        "Acquire::Languages=none",
     ];
     chroot.run(&[&["apt-get"][..], &apt, &["-q", "update"]].concat());
     let deb_arg = format!("./tmp/{deb_name}");
@@ -916,6 +943,7 @@ fn prove_on(suite: &Suite) {
     assert_eq!(owner.trim(), "root:root");
 
     // The demo host, at the same absolute paths here and in the chroot.
+    phases.done("apt-get update, apt-get install ./….deb, checks");
     let work = scratch(&format!("{}-demo", suite.name));
     let fixtures = Path::new(ROOT).join("fixtures");
     copy_into(&chroot, &fixtures);
@@ -936,8 +964,6 @@ fn prove_on(suite: &Suite) {
     let state_arg = state.to_str().unwrap();
     fs::create_dir_all(chroot.inside(work.path())).unwrap();
 
-    // The same binary here (Debian 12), run by name from the unpacked .deb like in the chroot.
-    let deb = Unpacked::deb();
     let here_path = format!("{}:/usr/bin:/bin", deb.path("usr/bin").display());
     let mut differences = Vec::new();
     for (name, args, code) in demo_runs(state_arg) {
@@ -991,6 +1017,7 @@ fn prove_on(suite: &Suite) {
             }
         }
     }
+    phases.done("the demo host runs, here and in the chroot");
     // The real convert and rollback left the same backups and journal.
     let here_state = state_files(&state);
     assert!(
@@ -1030,6 +1057,7 @@ fn prove_on(suite: &Suite) {
         backup.join("persistent.xml").is_file(),
         "purge removed the backups"
     );
+    phases.done("apt-get purge");
 }
 
 #[test]
