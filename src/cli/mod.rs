@@ -33,6 +33,7 @@ pub use common::{ColorChoice, GlobalArgs, EXIT_ERROR, EXIT_USAGE};
 #[command(
     name = "virtio-migrate",
     version,
+    long_version = env!("VIRTIO_MIGRATE_LONG_VERSION"),
     about = "Find Windows guests still on IDE disks or emulated NICs, check their virtio drivers offline, and switch them to virtio safely"
 )]
 pub struct Cli {
