@@ -83,7 +83,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__convert)
-            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --start --no-start --verify-time --no-verify --resume --state-dir --read-limit --time-limit --connect --json --verbose --quiet --connect-timeout --color --help"
+            opts="-d -o -y -c -v -q -h --domain --all --only --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --start --no-start --verify-time --no-verify --resume --state-dir --read-limit --time-limit --connect --json --verbose --quiet --connect-timeout --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -94,6 +94,10 @@ _virtio__migrate() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
