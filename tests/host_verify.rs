@@ -245,3 +245,77 @@ fn a_shut_off_guest_is_converted_and_left_off_and_rollback_keeps_it_off() {
         "rollback started a guest that was off"
     );
 }
+
+/// A guest with an agent (the tiny guest's test agent, `vmtest.agent=N`) converted with a
+/// verify time of `verify`: returns the tool's exit code, its JSON and stderr.
+fn convert_with_agent(
+    label: &str,
+    agent: &'static str,
+    verify: &str,
+) -> Option<(i32, serde_json::Value, String)> {
+    let host = Host::acquire(label)?;
+    let spec = GuestSpec {
+        agent_channel: true,
+        cmdline_extra: agent,
+        ..GuestSpec::ide_e1000()
+    };
+    let guest = host.guest(label, &spec);
+    guest.define_and_boot(BOOT);
+    let original = guest.inactive_xml();
+    let state = state_dir(&guest);
+    let out = tool()
+        .args([
+            "--json",
+            "convert",
+            &guest.name,
+            "--yes",
+            "--state-dir",
+            &state,
+            "--verify-time",
+            verify,
+        ])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    eprintln!("{err}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    if code == 4 {
+        assert_eq!(guest.inactive_xml(), original);
+    }
+    Some((code, json, err))
+}
+
+#[test]
+fn an_agent_that_answers_and_keeps_answering_passes() {
+    let Some((code, json, err)) = convert_with_agent(
+        "an_agent_that_answers_and_keeps_answering_passes",
+        "vmtest.agent=0",
+        "45",
+    ) else {
+        return;
+    };
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(json["result"], "converted", "{json}");
+    let proved = json["verification"].as_str().unwrap_or_default();
+    assert!(
+        proved.contains("the guest agent answered and kept answering"),
+        "{json}"
+    );
+}
+
+#[test]
+fn an_agent_that_stops_answering_rolls_back() {
+    // The agent answers for 25 s after it starts, then goes away (a guest that hangs).
+    let Some((code, json, err)) = convert_with_agent(
+        "an_agent_that_stops_answering_rolls_back",
+        "vmtest.agent=25",
+        "180",
+    ) else {
+        return;
+    };
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(json["result"], "rolled-back", "{json}");
+    let reason = json["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("then stopped answering"), "{reason}");
+}

@@ -6,6 +6,10 @@
 #      VMTEST block <name>              one per disk (sdX, vdX, hdX)
 #      VMTEST net <ifname> <driver>     one per network interface with a device
 #      VMTEST ready                     acpid listens: an ACPI power button now powers off
+#      VMTEST agent PORT                (only with vmtest.agent=N) a minimal guest agent answers
+#                                       guest-sync and guest-ping on the org.qemu.guest_agent.0
+#                                       port, for N seconds (0: for ever), then
+#      VMTEST agent-stopped             it stops answering
 #      VMTEST virtio-boot reboot|panic  (only with vmtest.on_virtio_boot= on the kernel command
 #                                       line) the boot disk is on virtio: resets / panics now
 #  - powers off on the ACPI power button (busybox acpid, PWRF/00000080 -> poweroff -f).
@@ -20,7 +24,7 @@ log() { printf 'build-tiny-guest: %s\n' "$*" >&2; }
 die() { printf 'build-tiny-guest: error: %s\n' "$*" >&2; exit 1; }
 
 out=${VIRTIO_MIGRATE_TINY_GUEST:-/var/lib/virtio-migrate-test/guest}
-MODULES="button evdev ata_piix sd_mod virtio_pci virtio_blk virtio_net"
+MODULES="button evdev ata_piix sd_mod virtio_pci virtio_blk virtio_net virtio_console"
 
 script_sum=$(sha256sum "$0" | cut -d' ' -f1)
 if [ -f "$out/stamp" ] && [ -f "$out/vmlinuz" ] && [ -f "$out/initrd.img" ] &&
@@ -134,6 +138,48 @@ if [ -n "$on_virtio_boot" ] && ls -d /sys/block/vd*/vd*[0-9] >/dev/null 2>&1; th
         reboot) reboot -f ;;
         panic) echo c > /proc/sysrq-trigger ;;
     esac
+fi
+# vmtest.agent=N: a minimal QEMU guest agent (tests/support/host.rs, `cmdline_extra`) on the
+# org.qemu.guest_agent.0 port: it answers libvirt's guest-sync (echoing the id) and guest-ping,
+# powers off on guest-shutdown, and answers an error to anything else; after N seconds (N > 0) it stops answering, as a guest that
+# hangs after booting.
+agent=""
+for w in $(cat /proc/cmdline); do
+    case "$w" in vmtest.agent=*) agent=${w#vmtest.agent=} ;; esac
+done
+if [ -n "$agent" ]; then
+    port=""
+    for p in /sys/class/virtio-ports/*; do
+        [ "$(cat "$p/name" 2>/dev/null)" = org.qemu.guest_agent.0 ] && port=/dev/$(basename "$p")
+    done
+    if [ -n "$port" ] && [ -e "$port" ]; then
+        (
+            # The port reads as end-of-file while the host side is not connected: wait and
+            # read again, keeping the port open (as qemu-ga does).
+            exec 3<>"$port"
+            while true; do
+                while IFS= read -r line <&3; do
+                    case "$line" in
+                        *guest-sync*)
+                            id=$(echo "$line" | sed -n 's/.*"id"[^0-9]*\([0-9][0-9]*\).*/\1/p')
+                            echo "{\"return\": $id}" >&3 ;;
+                        *guest-ping*) echo '{"return": {}}' >&3 ;;
+                        # qemu-ga does not answer a shutdown that works: the guest goes away.
+                        *guest-shutdown*) poweroff -f ;;
+                        *) echo '{"error": {"class": "CommandNotFound", "desc": "test agent"}}' >&3 ;;
+                    esac
+                done
+                sleep 0.2
+            done
+        ) &
+        agent_pid=$!
+        echo "VMTEST agent $port"
+        if [ "$agent" != 0 ]; then
+            (sleep "$agent"; kill "$agent_pid"; echo "VMTEST agent-stopped") &
+        fi
+    else
+        echo "VMTEST agent-no-port"
+    fi
 fi
 # acpid in the foreground, logging to the console (its default log and pid files live in
 # directories this initramfs does not have). "ready" only once it holds the event devices.

@@ -312,12 +312,15 @@ pub struct GuestSpec {
     pub disks: Vec<DiskSpec>,
     /// NIC models (`e1000`, `virtio`, …), each a user-mode interface.
     pub nics: Vec<&'static str>,
-    /// A `org.qemu.guest_agent.0` channel (the tiny guest runs no agent).
+    /// A `org.qemu.guest_agent.0` channel (the tiny guest runs an agent on it only with
+    /// `vmtest.agent=N` in `cmdline_extra`).
     pub agent_channel: bool,
     /// `destroy`, `restart`, …
     pub on_poweroff: &'static str,
-    /// More kernel command line for the tiny guest, e.g. `vmtest.on_virtio_boot=reboot` (a boot loop
-    /// once its boot disk is on virtio) or `vmtest.on_virtio_boot=panic` (tests/guest/build-tiny-guest.sh).
+    /// More kernel command line for the tiny guest (tests/guest/build-tiny-guest.sh):
+    /// `vmtest.on_virtio_boot=reboot` (a boot loop once its boot disk is on virtio),
+    /// `vmtest.on_virtio_boot=panic`, `vmtest.agent=N` (a guest agent on the channel that answers
+    /// for N seconds, 0: for ever; needs `agent_channel`).
     pub cmdline_extra: &'static str,
 }
 
