@@ -10,7 +10,7 @@
 //!       ─► shutdown (agent/ACPI, re-sent, timeout; --force-off destroys) ── timeout/Ctrl-C ─► aborted, untouched
 //!       ─► define (VIR_DOMAIN_DEFINE_VALIDATE) ── fails ─► original guest started again, aborted
 //!       ─► start (unless --no-start) ── fails ─► rollback
-//!       ─► verify (started paused with resets made to stop it; no reset, crash, panic or stop;
+//!       ─► verify (resets made to stop it from the start; no reset, crash, panic or stop;
 //!          the agent answers and keeps answering) ── fails ─► rollback at once
 //!       ─► done
 //!
@@ -768,8 +768,8 @@ pub fn execute(
             ));
         }
         record(&mut journal, Step::Start, "")?;
-        // With verification the domain starts paused and every guest reset is made to stop it
-        // before it runs (verify.rs); without, a plain start.
+        // With verification every guest reset is made to stop the domain right after the
+        // start (verify.rs); without, a plain start.
         let started = tl.time("start", false, || {
             if opts.verify_time.is_some() {
                 verify::start_watched(dom).map(Some)

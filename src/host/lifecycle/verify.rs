@@ -12,9 +12,9 @@
 //! `on_reboot` is `destroy` (`virDomainSetLifecycleAction(…, VIR_DOMAIN_AFFECT_LIVE)`; on QEMU
 //! ≥ 6.0 libvirt applies it with QMP `set-action reboot=shutdown`), so a guest reset — reboot,
 //! triple fault, a bugcheck with AutoReboot, a watchdog reset, a Linux `panic=N` — stops the
-//! domain (`Shutoff`, reason `shutdown`) instead of restarting it. The domain is started
-//! paused and armed before its first instruction runs, then resumed, so not even the first
-//! reset escapes. `on_crash` restart actions become `destroy` the same way (a panic device
+//! domain (`Shutoff`, reason `shutdown`) instead of restarting it. The watch is armed right
+//! after the start, milliseconds before the firmware could even reach a boot loader, so not
+//! even the first reset escapes. `on_crash` restart actions become `destroy` the same way (a panic device
 //! then stops it too). When verification passes (or is interrupted) the running domain gets
 //! its own actions back; the persistent definition is never touched (`AFFECT_LIVE` only).
 //!
@@ -211,32 +211,15 @@ fn kind_word(kind: virt::sys::virDomainLifecycle) -> &'static str {
     }
 }
 
-/// Start `dom` paused, arm the reset watch, then let it run: the first instruction already
-/// runs under the watch. A driver that cannot start paused gets a plain start, armed at once.
+/// Start `dom` and arm the reset watch at once: the watch is in place within milliseconds of
+/// the start, long before firmware and boot loader could get a guest to its first reset.
+///
+/// (Starting paused and resuming after arming would close even that window, but a run killed
+/// between the two — kill -9, a lost ssh session — would leave a paused guest that no ACPI
+/// shutdown can stop: the next `rollback` would wait for its shutdown timeout.)
 pub fn start_watched(dom: &Domain) -> Result<ResetWatch, virt::error::Error> {
-    match dom.create_with_flags(virt::sys::VIR_DOMAIN_START_PAUSED) {
-        Ok(()) => {
-            let watch = ResetWatch::arm(dom);
-            if let Err(e) = dom.resume() {
-                // Leave nothing half-started behind: the caller rolls back from Shutoff.
-                let _ = dom.destroy();
-                return Err(e);
-            }
-            Ok(watch)
-        }
-        Err(e)
-            if matches!(
-                e.code(),
-                Enum::Known(virt::error::ErrorNumber::InvalidArg)
-                    | Enum::Known(virt::error::ErrorNumber::NoSupport)
-                    | Enum::Known(virt::error::ErrorNumber::ArgumentUnsupported)
-            ) && !dom.is_active().unwrap_or(false) =>
-        {
-            dom.create()?;
-            Ok(ResetWatch::arm(dom))
-        }
-        Err(e) => Err(e),
-    }
+    dom.create()?;
+    Ok(ResetWatch::arm(dom))
 }
 
 /// What verification saw.
