@@ -82,7 +82,8 @@ const BLK_LEGACY: &str = r"viostor bound to PCI\VEN_1AF4&DEV_1001 (legacy)";
 const BLK_MODERN: &str = r"viostor bound to PCI\VEN_1AF4&DEV_1042 (modern)";
 const SCSI_LEGACY: &str = r"vioscsi bound to PCI\VEN_1AF4&DEV_1004 (legacy)";
 const SCSI_MODERN: &str = r"vioscsi bound to PCI\VEN_1AF4&DEV_1048 (modern)";
-const NO_NETKVM: &str = "NOT READY: netkvm.sys present or staged in the DriverStore";
+const NIC_LEGACY: &str = r"netkvm package staged for PCI\VEN_1AF4&DEV_1000 (legacy)";
+const NIC_MODERN: &str = r"netkvm package staged for PCI\VEN_1AF4&DEV_1041 (modern)";
 const MACHINES: [MachineFamily; 2] = [MachineFamily::I440fx, MachineFamily::Q35];
 
 /// The binding check name a machine family needs.
@@ -91,6 +92,19 @@ fn ids(machine: MachineFamily) -> (&'static str, &'static str) {
         MachineFamily::I440fx => (BLK_LEGACY, SCSI_LEGACY),
         _ => (BLK_MODERN, SCSI_MODERN),
     }
+}
+
+/// The NIC check of the id a machine family presents.
+fn nic_check(machine: MachineFamily) -> &'static str {
+    match machine {
+        MachineFamily::I440fx => NIC_LEGACY,
+        _ => NIC_MODERN,
+    }
+}
+
+/// virtio-net when no netkvm package is staged (a bare netkvm.sys does not count).
+fn no_netkvm(machine: MachineFamily) -> String {
+    format!("NOT READY: {}", nic_check(machine))
 }
 
 /// virtio-scsi when vioscsi was never installed.
@@ -151,7 +165,7 @@ fn win2k8r2_start3_images_are_the_0x7b_trap() {
                 Expected {
                     blk: &blk,
                     scsi: &no_vioscsi(m),
-                    nic: NO_NETKVM,
+                    nic: &no_netkvm(m),
                     hazards: &["crash-auto-reboot"],
                 },
             );
@@ -209,7 +223,7 @@ fn win10_without_virtio_is_not_ready_anywhere_and_hibernated() {
                 Expected {
                     blk: &no_viostor(m),
                     scsi: &no_vioscsi(m),
-                    nic: NO_NETKVM,
+                    nic: &no_netkvm(m),
                     hazards: &["hibernation", "crash-auto-reboot"],
                 },
             );
@@ -235,7 +249,7 @@ fn vioscsi_only_on_a_4k_sector_disk_is_ready_for_scsi_only() {
             Expected {
                 blk: &blk,
                 scsi: READY,
-                nic: NO_NETKVM,
+                nic: &no_netkvm(m),
                 hazards: &["device-install-restrictions", "crash-auto-reboot"],
             },
         );
@@ -259,11 +273,7 @@ fn netkvm_staged_in_the_driver_store_is_enough_for_the_nic() {
                 hazards: &["san-policy", "crash-auto-reboot"],
             },
         );
-        let nic = a
-            .checks
-            .iter()
-            .find(|c| c.name == "netkvm.sys present or staged in the DriverStore")
-            .unwrap();
+        let nic = a.checks.iter().find(|c| c.name == nic_check(m)).unwrap();
         assert!(
             nic.evidence
                 .contains("FileRepository/netkvm.inf_amd64_8d2e5f3a7b9c1d04"),
@@ -293,7 +303,7 @@ fn dirty_system_is_ready_because_the_log_on_the_volume_is_replayed() {
                 Expected {
                     blk: READY,
                     scsi: &no_vioscsi(m),
-                    nic: READY,
+                    nic: &no_netkvm(m),
                     hazards,
                 },
             );
@@ -326,7 +336,7 @@ fn static_ip_is_bound_for_the_legacy_id_only() {
         Expected {
             blk: READY,
             scsi: &no_vioscsi(MachineFamily::I440fx),
-            nic: READY,
+            nic: &no_netkvm(MachineFamily::I440fx),
             hazards: &["static-ip"],
         },
     );
@@ -342,7 +352,7 @@ fn static_ip_is_bound_for_the_legacy_id_only() {
         Expected {
             blk: &format!("NOT READY: {BLK_MODERN}"),
             scsi: &no_vioscsi(MachineFamily::Q35),
-            nic: READY,
+            nic: &no_netkvm(MachineFamily::Q35),
             hazards: &["static-ip"],
         },
     );
