@@ -16,7 +16,7 @@ use virtio_migrate::inspect::image::disk::{open_disk, DiskFormat};
 use virtio_migrate::inspect::image::ntfs::NtfsVolume;
 use virtio_migrate::inspect::image::windows_root::find_system_root;
 use virtio_migrate::inspect::image::{IoStats, ReadAt, Window};
-use virtio_migrate::inspect::verdict::{assess, Assessment, Hazard, MachineFamily};
+use virtio_migrate::inspect::verdict::{assess, Assessment, Hazard, MachineFamily, Outcome};
 
 fn image(name: &str) -> (PathBuf, DiskFormat) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images");
@@ -376,5 +376,98 @@ fn images_without_a_readable_windows_volume() {
         let d = inspect_reader(disk);
         assert_eq!(d.windows_volumes().count(), 0, "{name}");
         assert_eq!(d.hazards, hazard.into_iter().collect::<Vec<_>>(), "{name}");
+    }
+}
+
+/// The false-"ready" traps of real installs (issue 12), read from their images on both machine
+/// families: each must come out exactly as the registry scenario says.
+#[test]
+fn trap_images_are_judged_right_on_both_machine_families() {
+    for m in MACHINES {
+        let fs_filters =
+            "SCSIAdapter class filters load at boot; DiskDrive class filters load at boot";
+        let cases: [(&str, String, String, &str, &[&str]); 4] = [
+            (
+                "win10-startoverride",
+                "NOT READY: viostor StartOverride does not disable boot start".into(),
+                no_vioscsi(m),
+                READY,
+                &["code-integrity"],
+            ),
+            (
+                "select-default",
+                "NOT READY: viostor Start=0 (boot)".into(),
+                no_vioscsi(m),
+                READY,
+                &["control-set-mismatch"],
+            ),
+            (
+                "class-filters",
+                format!("NOT READY: {fs_filters}"),
+                format!("{}; {fs_filters}", no_vioscsi(m)),
+                READY,
+                &[],
+            ),
+            (
+                "pending-delete",
+                "NOT READY: viostor not marked for deletion".into(),
+                no_vioscsi(m),
+                READY,
+                &["pending-deletion"],
+            ),
+        ];
+        for (name, blk, scsi, nic, hazards) in cases {
+            let a = expect(
+                name,
+                m,
+                Expected {
+                    blk: &blk,
+                    scsi: &scsi,
+                    nic,
+                    hazards,
+                },
+            );
+            // Every failed check says what to do.
+            for c in a
+                .checks
+                .iter()
+                .filter(|c| c.required && c.outcome == Outcome::Fail)
+            {
+                assert!(c.remedy.is_some(), "{name}: {} has no remedy", c.name);
+            }
+            // One line per failed check and per hazard in the remedy list.
+            let remedies = a.remedies();
+            for c in a.checks.iter().filter(|c| c.outcome == Outcome::Fail) {
+                if c.remedy.is_some() {
+                    let line = format!("{}: ", c.name);
+                    assert!(
+                        remedies.iter().any(|r| r.starts_with(&line)),
+                        "{name}: {line}"
+                    );
+                }
+            }
+            for h in &a.hazards {
+                let line = format!("{}: ", h.kind());
+                assert!(
+                    remedies.iter().any(|r| r.starts_with(&line)),
+                    "{name}: {line}"
+                );
+            }
+        }
+        // Only the ids QEMU presents count: the legacy entry has another SUBSYS.
+        let blk = match m {
+            MachineFamily::I440fx => format!("NOT READY: {BLK_LEGACY}"),
+            _ => READY.to_string(),
+        };
+        expect(
+            "cdd-ids",
+            m,
+            Expected {
+                blk: &blk,
+                scsi: READY,
+                nic: READY,
+                hazards: &[],
+            },
+        );
     }
 }
