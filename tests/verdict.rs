@@ -1017,6 +1017,9 @@ fn start_override_makes_a_perfect_viostor_not_ready() {
             .evidence()
             .contains(r"HypervisorEnforcedCodeIntegrity\Enabled = 1 (REG_DWORD)"));
         assert!(a
+            .facts
+            .as_ref()
+            .unwrap()
             .driver_versions
             .iter()
             .any(|v| v.driver == "netkvm" && v.version == "100.95.104.26200"));

@@ -230,6 +230,17 @@ fn control_set_number(value: &Value, name: &str) -> anyhow::Result<u32> {
         })
 }
 
+/// A virtio driver's version as found in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverVersion {
+    /// `viostor`, `vioscsi`, `netkvm`.
+    pub driver: String,
+    /// The version: the driver file's version resource, else the staged INF's `DriverVer`.
+    pub version: String,
+    /// Where it was read.
+    pub from: String,
+}
+
 /// What the hives say about the installed Windows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WindowsFacts {
@@ -256,6 +267,9 @@ pub struct WindowsFacts {
     pub server: bool,
     /// The release as an operator names it: "Windows Server 2016", "Windows 11".
     pub family: String,
+    /// The virtio drivers' versions found by the verdict (installed files, staged packages): the
+    /// virtio-win build of the guest.
+    pub driver_versions: Vec<DriverVersion>,
 }
 
 impl WindowsFacts {
@@ -342,6 +356,7 @@ impl WindowsFacts {
             hostname,
             server,
             family,
+            driver_versions: Vec::new(),
         })
     }
 
@@ -375,6 +390,9 @@ impl WindowsFacts {
             parts.push(format!("host {h}"));
         }
         parts.push(self.control_set.clone());
+        for v in &self.driver_versions {
+            parts.push(format!("{} {}", v.driver, v.version));
+        }
         format!("{} ({})", self.family, parts.join(", "))
     }
 }

@@ -30,6 +30,7 @@
 
 use serde::{Serialize, Serializer};
 
+pub use crate::inspect::windows::DriverVersion;
 use crate::inspect::windows::WindowsFacts;
 
 mod ids;
@@ -565,17 +566,6 @@ pub enum BindingSource {
     DriverDatabase,
 }
 
-/// A virtio driver's version as found in the guest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DriverVersion {
-    /// `viostor`, `vioscsi`, `netkvm`.
-    pub driver: String,
-    /// The version (file version resource, or the INF's `DriverVer`).
-    pub version: String,
-    /// Where it was read.
-    pub from: String,
-}
-
 /// Everything decided about one Windows installation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Assessment {
@@ -591,8 +581,6 @@ pub struct Assessment {
     pub nic: Readiness,
     pub checks: Vec<Check>,
     pub hazards: Vec<Hazard>,
-    /// The virtio driver versions found (installed files and staged packages).
-    pub driver_versions: Vec<DriverVersion>,
     /// Parts of the inspection that could not be completed (a hazard may be missing).
     pub incomplete: Vec<String>,
 }
@@ -620,7 +608,6 @@ impl Assessment {
             nic: unknown,
             checks: Vec::new(),
             hazards: hazards.to_vec(),
-            driver_versions: Vec::new(),
             incomplete: Vec::new(),
         }
     }

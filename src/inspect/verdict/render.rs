@@ -33,14 +33,6 @@ impl Assessment {
                 }
             ));
         }
-        if !self.driver_versions.is_empty() {
-            let shown: Vec<String> = self
-                .driver_versions
-                .iter()
-                .map(|v| format!("{} {} ({})", v.driver, v.version, v.from))
-                .collect();
-            out.push(format!("Driver versions: {}", shown.join("; ")));
-        }
         for target in [Target::VirtioBlk, Target::VirtioScsi, Target::Nic] {
             out.push(format!(
                 "{}: {}",

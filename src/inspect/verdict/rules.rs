@@ -278,6 +278,10 @@ fn assess_with(
     }
 
     inspector.registry_hazards(facts.as_ref(), &mut hazards, &mut incomplete);
+    let mut facts = facts;
+    if let Some(f) = facts.as_mut() {
+        f.driver_versions = versions;
+    }
 
     Assessment {
         system_root: root.to_string(),
@@ -290,7 +294,6 @@ fn assess_with(
         nic,
         checks,
         hazards,
-        driver_versions: versions,
         incomplete,
     }
 }
