@@ -13,10 +13,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
 # python3 runs the FUSE stall file system (tests/fuse/stallfs.py); util-linux gives mount and
-# prlimit (the broken-input tests' memory limit).
+# prlimit (the broken-input tests' memory limit). osslsigncode and openssl sign the test-built
+# driver images with a self-made certificate (src/inspect/pe.rs: real Authenticode structures).
 PACKAGES="libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
 qemu-system-x86 qemu-utils libhivex-bin libwin-hivex-perl ntfs-3g attr fdisk busybox-static cpio \
-python3 util-linux"
+python3 util-linux osslsigncode openssl"
 
 # 1. Packages. qemu-utils must come from bookworm (7.2): the machine may carry 10.x from
 #    backports, which conflicts with qemu-system-x86 7.2. libvirt-daemon-system is left out
