@@ -454,6 +454,17 @@ fn trap_images_are_judged_right_on_both_machine_families() {
                 );
             }
         }
+        // Driver files: an i386 viostor.sys in AMD64 Windows, an unsigned vioscsi.sys.
+        expect(
+            "driver-files",
+            m,
+            Expected {
+                blk: "NOT READY: viostor.sys is a native AMD64 driver image",
+                scsi: "NOT READY: vioscsi.sys carries an embedded signature",
+                nic: READY,
+                hazards: &["crash-auto-reboot"],
+            },
+        );
         // Only the ids QEMU presents count: the legacy entry has another SUBSYS.
         let blk = match m {
             MachineFamily::I440fx => format!("NOT READY: {BLK_LEGACY}"),

@@ -1179,3 +1179,115 @@ fn a_definite_failure_is_not_ready_without_the_software_hive_and_hazards_stay() 
     assert!(matches!(a.blk, Readiness::Unknown { .. }));
     assert_eq!(hazard_kinds(&a), ["hibernation"]);
 }
+
+#[test]
+fn driver_files_must_be_native_images_of_the_architecture_and_signed() {
+    for machine in [MachineFamily::I440fx, MachineFamily::Q35] {
+        let a = assess_scenario("driver-files", machine);
+        // An i386 viostor.sys in an AMD64 Windows.
+        assert_eq!(
+            failed(&a.blk),
+            ["viostor.sys is a native AMD64 driver image"],
+            "{machine:?}: {:#?}",
+            a.checks
+        );
+        assert_evidence(
+            &a,
+            Target::VirtioBlk,
+            "viostor.sys is a native AMD64 driver image",
+            &[
+                "Windows/system32/DRIVERS/viostor.sys: PE32 x86",
+                "built for x86 (0x014c), the Windows installation is AMD64",
+            ],
+        );
+        // The i386 file is signed all the same: the signer is reported.
+        assert_evidence(
+            &a,
+            Target::VirtioBlk,
+            "viostor.sys carries an embedded signature",
+            &[
+                r#"signed by "virtio-migrate fixture driver signer""#,
+                "chain not validated",
+            ],
+        );
+        // An unsigned AMD64 vioscsi.sys: 64-bit Windows loads only embedded-signed boot drivers.
+        assert_eq!(
+            failed(&a.scsi),
+            ["vioscsi.sys carries an embedded signature"],
+            "{machine:?}"
+        );
+        let c = check(
+            &a,
+            Target::VirtioScsi,
+            "vioscsi.sys carries an embedded signature",
+        );
+        assert!(c
+            .evidence
+            .contains("64-bit Windows loads only embedded-signed boot drivers"));
+        assert!(c
+            .remedy
+            .as_deref()
+            .unwrap()
+            .contains(r"pnputil -i -a E:\vioscsi\2k8R2\amd64\vioscsi.inf"));
+        assert!(
+            check(
+                &a,
+                Target::VirtioScsi,
+                "vioscsi.sys is a native AMD64 driver image"
+            )
+            .passed
+        );
+        assert_eq!(a.nic, Readiness::Ready);
+    }
+    // A ready guest's driver files pass, and their file version is the driver's version.
+    let a = assess_scenario("win2k8r2-ready", MachineFamily::I440fx);
+    assert!(
+        check(
+            &a,
+            Target::VirtioBlk,
+            "viostor.sys is a native AMD64 driver image"
+        )
+        .passed
+    );
+    let versions = &a.facts.as_ref().unwrap().driver_versions;
+    let viostor = versions.iter().find(|v| v.driver == "viostor").unwrap();
+    assert_eq!(viostor.version, "100.95.104.26200");
+    assert!(
+        viostor.from.ends_with("viostor.sys file version"),
+        "{viostor:?}"
+    );
+    assert!(a
+        .facts
+        .as_ref()
+        .unwrap()
+        .summary()
+        .contains("viostor 100.95.104.26200"));
+
+    // An empty or non-PE viostor.sys is not ready; so is a GUI-subsystem image.
+    for (content, failed_check, needle) in [
+        (Vec::new(), "viostor.sys present", "empty (0 bytes)"),
+        (
+            b"MZ but nothing more".to_vec(),
+            "viostor.sys is a native AMD64 driver image",
+            "not a loadable PE image",
+        ),
+        (
+            fs::read(scenario::drivers_dir().join("viostor-gui.sys")).unwrap(),
+            "viostor.sys is a native AMD64 driver image",
+            "not native",
+        ),
+    ] {
+        let (dir, root) = lay_out("win2k8r2-ready");
+        let file =
+            make_dirs_ci(dir.path(), &format!("{root}/System32/drivers")).join("viostor.sys");
+        fs::write(file, content).unwrap();
+        let a = assess(
+            &HostDirFs::new(dir.path()),
+            "Windows",
+            MachineFamily::I440fx,
+            &[],
+        );
+        assert_eq!(failed(&a.blk), [failed_check]);
+        assert_evidence(&a, Target::VirtioBlk, failed_check, &[needle]);
+    }
+}

@@ -494,7 +494,14 @@ impl Inspector<'_> {
         };
 
         // File: what the boot loader will load.
-        checks.push(self.driver_file_check(target, name, image_path.as_deref(), &install));
+        checks.extend(self.driver_file_checks(
+            target,
+            name,
+            image_path.as_deref(),
+            &install,
+            driver.iso_folder(),
+            versions,
+        ));
         checks.push(service_check);
         checks.extend(service_checks);
         checks.push(self.control_set_check(target));
@@ -819,39 +826,245 @@ impl Inspector<'_> {
         )
     }
 
-    /// The driver file the loader will use: the service's ImagePath when it names a file on the
-    /// system volume, else `<root>/System32/drivers/<name>.sys`. It must be a non-empty file the
-    /// boot loader can read.
-    fn driver_file_check(
+    /// The driver file the loader will use — the service's ImagePath when it names a file on the
+    /// system volume, else `<root>/System32/drivers/<name>.sys` — and what it is:
+    /// 1. present: a non-empty file the boot loader can read (not EFS-encrypted);
+    /// 2. a loadable driver image: a PE image for the machine of the Windows architecture
+    ///    (`PROCESSOR_ARCHITECTURE`), PE32/PE32+ to match, native subsystem, executable, no section
+    ///    past the end of the file (Microsoft, "PE Format");
+    /// 3. on 64-bit Windows (Vista and later), an embedded Authenticode signature: "a kernel-mode
+    ///    boot-start driver must have an embedded Software Publisher Certificate (SPC) signature"
+    ///    (Microsoft, "Kernel-Mode Code Signing Requirements"). The signer's name is reported; the
+    ///    signature and its chain are not validated.
+    ///
+    /// The file version from its version resource is recorded as the driver's version.
+    fn driver_file_checks(
         &self,
         target: Target,
         name: &str,
         image_path: Option<&str>,
         install: &str,
-    ) -> Check {
+        folder: &str,
+        versions: &mut Vec<DriverVersion>,
+    ) -> Vec<Check> {
         let default = format!("{}/System32/drivers/{name}.sys", self.root);
         let (path, from) = match image_path.and_then(|p| resolve_image_path(&self.root, p)) {
             Some(p) => (p, " (from ImagePath)"),
             None => (default, ""),
         };
-        let result = self.fs.lookup(&path).map(|entry| match entry {
-            Some(e) if e.is_dir => (false, format!("{path}{from}: a directory, not a file")),
-            Some(e) if e.encrypted => (
-                false,
-                format!("{path}{from}: EFS-encrypted, the boot loader cannot read it"),
-            ),
-            Some(e) if e.size == 0 => (false, format!("{path}{from}: empty (0 bytes)")),
-            Some(e) => (true, format!("{path}{from}: present ({} bytes)", e.size)),
-            None => (false, format!("{path}{from}: absent")),
-        });
-        Check::decided(
+        let present_name = format!("{name}.sys present");
+        let entry = match self.fs.lookup(&path) {
+            Ok(entry) => entry,
+            Err(e) => {
+                return vec![Check::unknown(
+                    target,
+                    present_name,
+                    true,
+                    Source::Files,
+                    format!("{path}{from}: {e:#}"),
+                )]
+            }
+        };
+        let present = match &entry {
+            Some(e) if e.is_dir => Err(format!("{path}{from}: a directory, not a file")),
+            Some(e) if e.encrypted => Err(format!(
+                "{path}{from}: EFS-encrypted, the boot loader cannot read it"
+            )),
+            Some(e) if e.size == 0 => Err(format!("{path}{from}: empty (0 bytes)")),
+            Some(e) => Ok(format!("{path}{from}: present ({} bytes)", e.size)),
+            None => Err(format!("{path}{from}: absent")),
+        };
+        let evidence = match present {
+            Err(why) => {
+                return vec![Check::new(
+                    target,
+                    present_name,
+                    true,
+                    Source::Files,
+                    false,
+                    why,
+                    Some(install.to_string()),
+                )]
+            }
+            Ok(evidence) => evidence,
+        };
+        let mut checks = vec![Check::new(
             target,
-            format!("{name}.sys present"),
+            present_name,
             true,
             Source::Files,
-            result,
-            Some(install.to_string()),
-        )
+            true,
+            evidence,
+            None,
+        )];
+
+        let architecture = self.facts.as_ref().and_then(|f| f.architecture.clone());
+        let expected = architecture
+            .as_deref()
+            .and_then(crate::inspect::pe::Machine::for_windows_architecture);
+        let arch_word = architecture.as_deref().unwrap_or("unknown-architecture");
+        let image_name = format!("{name}.sys is a native {arch_word} driver image");
+        let signed_name = format!("{name}.sys carries an embedded signature");
+        // Windows Vista (6.0) and later on a 64-bit machine; a version not read counts as new.
+        let signature_required = expected.is_some_and(|m| m.is_64_bit())
+            && self
+                .facts
+                .as_ref()
+                .and_then(|f| f.major)
+                .is_none_or(|major| major >= 6);
+        let reinstall = format!(
+            "guest: install the {arch_word} build of {name} from the virtio-win ISO: `{}`",
+            self.pnputil(folder, &format!("{name}.inf"))
+        );
+        if entry.as_ref().is_some_and(|e| e.compressed) {
+            checks.push(Check::unknown(
+                target,
+                image_name,
+                true,
+                Source::Files,
+                format!("{path}: NTFS-compressed, its content cannot be read offline"),
+            ));
+            return checks;
+        }
+        let image = self
+            .fs
+            .open(&path)
+            .map_err(|e| (true, format!("{e:#}")))
+            .and_then(|file| {
+                crate::inspect::pe::read_driver(&*file).map_err(|e| (e.is_io(), e.to_string()))
+            });
+        let image = match image {
+            Ok(image) => image,
+            Err((true, why)) => {
+                checks.push(Check::unknown(
+                    target,
+                    image_name,
+                    true,
+                    Source::Files,
+                    format!("{path}: could not be read: {why}"),
+                ));
+                return checks;
+            }
+            Err((false, why)) => {
+                checks.push(Check::new(
+                    target,
+                    image_name,
+                    true,
+                    Source::Files,
+                    false,
+                    format!("{path}: not a loadable PE image: {why}"),
+                    Some(reinstall),
+                ));
+                return checks;
+            }
+        };
+        if let Some(version) = image.file_version() {
+            versions.retain(|v| v.driver != name);
+            versions.push(DriverVersion {
+                driver: name.to_string(),
+                version: version.to_string(),
+                from: format!("{path} file version"),
+            });
+        }
+        let problems = image.problems(expected, signature_required);
+        let is_signature = |p: &crate::inspect::pe::Problem| {
+            matches!(
+                p,
+                crate::inspect::pe::Problem::Unsigned
+                    | crate::inspect::pe::Problem::BadSignature { .. }
+            )
+        };
+        let (signature_problems, image_problems): (Vec<_>, Vec<_>) =
+            problems.iter().partition(|p| is_signature(p));
+        let unread = image.unread();
+        let summary = image.summary();
+        let image_check = if !image_problems.is_empty() {
+            let listed: Vec<String> = image_problems.iter().map(|p| p.to_string()).collect();
+            Check::new(
+                target,
+                image_name,
+                true,
+                Source::Files,
+                false,
+                format!("{path}: {summary} — {}", listed.join("; ")),
+                Some(reinstall.clone()),
+            )
+        } else if expected.is_none() {
+            Check::unknown(
+                target,
+                image_name,
+                true,
+                Source::Files,
+                format!("{path}: {summary}; the Windows architecture is unknown, so its machine cannot be checked"),
+            )
+        } else {
+            Check::new(
+                target,
+                image_name,
+                true,
+                Source::Files,
+                true,
+                format!("{path}: {summary}"),
+                None,
+            )
+        };
+        checks.push(image_check);
+        let signer = image
+            .signer()
+            .map(|s| format!("signed by {}", quote(s)))
+            .unwrap_or_else(|| "signer's name not read".to_string());
+        checks.push(if !signature_problems.is_empty() {
+            let listed: Vec<String> = signature_problems.iter().map(|p| p.to_string()).collect();
+            Check::new(
+                target,
+                signed_name,
+                signature_required,
+                Source::Files,
+                false,
+                format!(
+                    "{path}: {}{}",
+                    listed.join("; "),
+                    if signature_required {
+                        " (64-bit Windows loads only embedded-signed boot drivers)"
+                    } else {
+                        ""
+                    }
+                ),
+                Some(format!(
+                    "guest: install a signed virtio-win build of {name} (the drivers of the virtio-win ISO carry embedded signatures): `{}`",
+                    self.pnputil(folder, &format!("{name}.inf"))
+                )),
+            )
+        } else if image.is_signed() {
+            Check::new(
+                target,
+                signed_name,
+                signature_required,
+                Source::Files,
+                true,
+                format!("{path}: embedded Authenticode signature, {signer} (chain not validated)"),
+                None,
+            )
+        } else if !unread.is_empty() {
+            Check::unknown(
+                target,
+                signed_name,
+                signature_required,
+                Source::Files,
+                format!("{path}: {}", unread.join("; ")),
+            )
+        } else {
+            Check::new(
+                target,
+                signed_name,
+                false,
+                Source::Files,
+                false,
+                format!("{path}: no embedded signature (not required: 32-bit Windows or architecture unknown)"),
+                None,
+            )
+        });
+        checks
     }
 
     /// The first of the ids `device` presents, in Windows' match order, that has a binding; with
