@@ -640,6 +640,9 @@ impl Inspector<'_> {
             )
         };
 
+        // "If a device is required to start the computer, the drivers for the device should have
+        // a start type of SERVICE_BOOT_START (0x0)" (Microsoft, "Specifying Driver Load Order");
+        // only those are loaded by the boot loader, before the boot volume exists.
         out.push(Check::decided(
             target,
             format!("{name} Start=0 (boot)"),
@@ -757,6 +760,11 @@ impl Inspector<'_> {
             }),
             Some(set_dword("ErrorControl", 1)),
         ));
+        // The group only orders loading: boot-start drivers load group by group in
+        // `Control\ServiceGroupOrder\List` order (by `Tag` within a group, `GroupOrderList`),
+        // drivers of an unlisted or no group after them — a group never keeps a boot driver from
+        // loading (Microsoft, "ServiceGroupOrder" / "GroupOrderList", Windows 2000 Registry
+        // Reference; "Specifying Driver Load Order"). Informative.
         out.push(Check::decided(
             target,
             format!("{name} Group=SCSI miniport"),
@@ -1394,7 +1402,8 @@ impl Inspector<'_> {
     /// learnt it from the field: "otherwise Windows crashes with BSOD 0x7b due to missing
     /// dependency of the storage subsystem", virt-v2v commit b4bfbc4a, convert_windows.ml
     /// `disable_prl_drivers`; the lists are the class's `UpperFilters`/`LowerFilters` values —
-    /// Microsoft, "DEVPKEY_DeviceClass_UpperFilters" / "…LowerFilters").
+    /// Microsoft, "DEVPKEY_DeviceClass_UpperFilters" / "…LowerFilters"; the drivers of a device
+    /// required to start the computer must be boot-start: "Specifying Driver Load Order").
     fn class_filter_checks(&self) -> Vec<Check> {
         [
             (SCSI_ADAPTER_CLASS, "SCSIAdapter"),
