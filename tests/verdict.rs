@@ -16,7 +16,7 @@ use virtio_migrate::inspect::verdict::{
 };
 use virtio_migrate::inspect::windows::WindowsFacts;
 
-const SCENARIOS: [&str; 8] = [
+const SCENARIOS: [&str; 14] = [
     "win2k8r2-ready",
     "win2k8r2-start3",
     "win2016-ready",
@@ -25,6 +25,12 @@ const SCENARIOS: [&str; 8] = [
     "netkvm-driverstore",
     "dirty-system",
     "static-ip",
+    "win10-startoverride",
+    "select-default",
+    "class-filters",
+    "cdd-ids",
+    "pending-delete",
+    "driver-files",
 ];
 
 #[path = "support/scenario.rs"]
