@@ -337,13 +337,17 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__scan)
-            opts="-c -v -q -h --details --no-inspect --parallel --read-limit --time-limit --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --details --no-inspect --parallel --hosts --read-limit --time-limit --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
