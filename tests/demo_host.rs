@@ -261,4 +261,34 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
         let w = d["verdict"]["windows"].as_str().unwrap_or_default();
         assert!(w.contains(windows), "{name}: {w}");
     }
+    // Each verdict says what to do, one line per failed check and hazard, and which virtio-win
+    // build the guest has.
+    let d = domains
+        .iter()
+        .find(|d| d["name"] == "legacy-app01")
+        .unwrap();
+    let remedies: Vec<&str> = d["verdict"]["remedies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        remedies.contains(
+            &r#"viostor Start=0 (boot): guest: `reg add "HKLM\SYSTEM\ControlSet001\Services\viostor" /v Start /t REG_DWORD /d 0 /f`"#
+        ),
+        "{remedies:#?}"
+    );
+    assert!(remedies
+        .iter()
+        .any(|r| r.starts_with("crash-auto-reboot: guest: `reg add")));
+    assert!(d["verdict"]["hazards"][0]["remedy"]
+        .as_str()
+        .unwrap()
+        .contains("AutoReboot"));
+    assert_eq!(d["verdict"]["driver_versions"][0]["driver"], "viostor");
+    assert_eq!(
+        d["verdict"]["driver_versions"][0]["version"],
+        "100.95.104.26200"
+    );
 }

@@ -621,11 +621,14 @@ impl Assessment {
         }
     }
 
-    /// One line per failed check and per hazard: what to do.
+    /// One line per failed required check and per hazard: what to do. (Informative checks that
+    /// failed keep their remedy in the check, shown as a warning.)
     pub fn remedies(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for check in &self.checks {
-            if let (Outcome::Fail, Some(remedy)) = (check.outcome, &check.remedy) {
+            if let (Outcome::Fail, true, Some(remedy)) =
+                (check.outcome, check.required, &check.remedy)
+            {
                 let line = format!("{}: {remedy}", check.name);
                 if !out.contains(&line) {
                     out.push(line);

@@ -47,7 +47,9 @@ impl Assessment {
                     (Outcome::Unknown, _) => "??  ",
                 };
                 out.push(format!("  {mark} {} — {}", check.name, check.evidence));
-                if let (Outcome::Fail, Some(remedy)) = (check.outcome, &check.remedy) {
+                if let (Outcome::Fail, true, Some(remedy)) =
+                    (check.outcome, check.required, &check.remedy)
+                {
                     out.push(format!("       fix: {remedy}"));
                 }
             }
