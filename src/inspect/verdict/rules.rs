@@ -1214,7 +1214,8 @@ impl Inspector<'_> {
                 continue;
             }
             let mut offers: Vec<Binding> = Vec::new();
-            for inf in infs.iter().take(64) {
+            // Real ids list one to three INFs; a hostile hive's long lists are cut short.
+            for inf in infs.iter().take(16) {
                 let (packages, how) = self.packages_of_inf(inf)?;
                 if packages.is_empty() {
                     notes.push(format!(
@@ -1222,7 +1223,7 @@ impl Inspector<'_> {
                         quote(inf)
                     ));
                 }
-                for package in packages.iter().take(64) {
+                for package in packages.iter().take(16) {
                     match self.package_service(package, enumerator, rest)? {
                         Some((conf, service)) => offers.push(Binding {
                             evidence: format!(
@@ -1865,7 +1866,8 @@ impl Inspector<'_> {
                     notes.push(format!("{inf_path}: does not name {short}"));
                 }
             }
-            if notes.len() >= 16 {
+            // At most a few INFs (each read up to INF_LIMIT) are looked at.
+            if notes.len() >= 4 {
                 break;
             }
         }
