@@ -1018,6 +1018,13 @@ fn start_override_makes_a_perfect_viostor_not_ready() {
         assert!(check(&a, Target::VirtioBlk, BLK_LEGACY).passed);
         assert!(check(&a, Target::VirtioBlk, BLK_MODERN).passed);
         assert_eq!(a.nic, Readiness::Ready, "{machine:?}: {:#?}", a.checks);
+        // Offered under its own INF name: the package is found by name among DriverPackages.
+        assert_evidence(
+            &a,
+            Target::Nic,
+            nic_check(machine),
+            &[r#"has "netkvm.inf" → package netkvm.inf_amd64_8d2e5f3a7b9c1d04"#],
+        );
         assert_eq!(hazard_kinds(&a), ["code-integrity"]);
         assert!(a.hazards[0]
             .evidence()

@@ -204,6 +204,7 @@ fn assess_with(
         select: select.clone(),
         machine,
         facts: facts.clone(),
+        package_names: std::cell::OnceCell::new(),
     };
     let binding_source = match inspector.system.key("DriverDatabase") {
         // virt-v2v decides the same way (libguestfs-common mlcustomize/inject_virtio_win.ml,
@@ -379,6 +380,9 @@ struct Inspector<'a> {
     select: SelectInfo,
     machine: MachineFamily,
     facts: Option<WindowsFacts>,
+    /// The names of `DriverDatabase\DriverPackages`, listed once when first needed (the
+    /// fallback of [`Inspector::packages_of_inf`]).
+    package_names: std::cell::OnceCell<Result<Vec<String>, String>>,
 }
 
 impl Inspector<'_> {
@@ -1311,20 +1315,30 @@ impl Inspector<'_> {
         }
         // A package staged under its own INF name (`viostor.inf_amd64_…`): found by scanning
         // the package list, which only happens when DriverInfFiles does not name it.
-        let pkgs_path = r"DriverDatabase\DriverPackages";
-        if let Some(pkgs) = self.system.key(pkgs_path)? {
-            let prefix = format!("{}_", inf.to_ascii_lowercase());
-            for p in self
-                .system
-                .subkeys_of(&pkgs, pkgs_path)?
+        let names = self.package_names.get_or_init(|| {
+            let pkgs_path = r"DriverDatabase\DriverPackages";
+            (|| -> anyhow::Result<Vec<String>> {
+                let Some(pkgs) = self.system.key(pkgs_path)? else {
+                    return Ok(Vec::new());
+                };
+                Ok(self
+                    .system
+                    .subkeys_of(&pkgs, pkgs_path)?
+                    .into_iter()
+                    .take(SCAN_LIMIT)
+                    .map(|k| k.name)
+                    .collect())
+            })()
+            .map_err(|e| format!("{e:#}"))
+        });
+        let names = names.as_ref().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let prefix = format!("{}_", inf.to_ascii_lowercase());
+        packages.extend(
+            names
                 .iter()
-                .take(SCAN_LIMIT)
-            {
-                if p.name.to_ascii_lowercase().starts_with(&prefix) {
-                    packages.push(p.name.clone());
-                }
-            }
-        }
+                .filter(|n| n.to_ascii_lowercase().starts_with(&prefix))
+                .cloned(),
+        );
         Ok((packages, "package ".to_string()))
     }
 
