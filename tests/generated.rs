@@ -27,7 +27,7 @@ Usage error: an unknown option or a missing argument.
 .TP
 \fB3\fR
 \fBconvert\fR: the plan is blocked (drivers not ready or not checked, a managed or transient
-domain, the boot disk would lose its place, ...); the plan and the diff are still printed.
+domain, a boot order that cannot be kept, ...); the plan and the diff are still printed.
 With \fB\-\-all\fR: some candidates were blocked and none failed.
 .TP
 \fB4\fR
@@ -80,7 +80,11 @@ fn generate() -> BTreeMap<PathBuf, Vec<u8>> {
         files.insert(Path::new("completions").join(name), buf);
     }
 
-    let mut cmd = Cli::command().disable_help_subcommand(true);
+    // The VERSION section says the version only: `--version` also names the git commit
+    // (build.rs), which would make the committed page stale at every commit.
+    let mut cmd = Cli::command()
+        .disable_help_subcommand(true)
+        .long_version(None::<&str>);
     cmd.build();
     // One page per subcommand (virtio-migrate-scan.1, …), found by walking the definitions.
     let mut stack: Vec<clap::Command> = cmd.get_subcommands().cloned().collect();

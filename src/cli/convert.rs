@@ -44,6 +44,10 @@ pub struct ConvertArgs {
     /// failed, 1 any failed or rolled back, 130 interrupted
     #[arg(long, conflicts_with_all = ["domain", "output", "resume"])]
     pub all: bool,
+    /// With --all: only these domains (name, UUID or id; repeatable), those of them that are
+    /// candidates, as one batch
+    #[arg(long, value_name = "DOMAIN")]
+    pub only: Vec<String>,
     /// With --all: convert at most N domains at a time (default: one after another)
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=32))]

@@ -33,6 +33,7 @@ pub use common::{ColorChoice, GlobalArgs, EXIT_ERROR, EXIT_USAGE};
 #[command(
     name = "virtio-migrate",
     version,
+    long_version = env!("VIRTIO_MIGRATE_LONG_VERSION"),
     about = "Find Windows guests still on IDE disks or emulated NICs, check their virtio drivers offline, and switch them to virtio safely"
 )]
 pub struct Cli {
@@ -85,6 +86,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             // here.)
             if args.parallel.is_some() && !args.all {
                 eprintln!("error: --parallel N needs --all\n\nFor more information, try '--help'.");
+                return Ok(EXIT_USAGE);
+            }
+            if !args.only.is_empty() && !args.all {
+                eprintln!(
+                    "error: --only DOMAIN needs --all\n\nFor more information, try '--help'."
+                );
                 return Ok(EXIT_USAGE);
             }
             if args.all {
