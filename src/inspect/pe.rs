@@ -26,6 +26,24 @@
 //! not "bad"). [`PeError::is_io`] makes the same split for the errors of [`read_driver`] itself:
 //! an I/O error means "unknown", any other error means "not a loadable PE image".
 //!
+//! How the verdict uses it, for a driver file at `path` of a Windows installation whose
+//! `PROCESSOR_ARCHITECTURE` is `arch`:
+//!
+//! ```ignore
+//! let expected = pe::Machine::for_windows_architecture(arch);
+//! // 64-bit Windows Vista (6.0) and later: boot-start drivers need an embedded signature.
+//! let signature_required = expected.is_some_and(|m| m.is_64_bit()) && nt_version >= (6, 0);
+//! match pe::read_driver(&*fs.open(path)?) {
+//!     Ok(image) => {
+//!         let problems = image.problems(expected, signature_required); // each: a failed check
+//!         let unknown = image.unread(); // non-empty: the signature or version is unknown
+//!         let evidence = format!("{path}: {}", image.summary());
+//!     }
+//!     Err(e) if e.is_io() => { /* unknown: the disk could not be read */ }
+//!     Err(e) => { /* failed: not a loadable PE image; `e` says what and at which offset */ }
+//! }
+//! ```
+//!
 //! # The signature is found, not validated
 //!
 //! The signer's name is read from the PKCS #7 `SignedData` of the certificate table (the
