@@ -12,13 +12,16 @@ die() { printf 'setup-host: error: %s\n' "$*" >&2; exit 1; }
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
 
-# python3 runs the FUSE stall file system (tests/fuse/stallfs.py); util-linux gives mount and
-# prlimit (the broken-input tests' memory limit), and unshare and flock (the package tests).
-# .ci/package and tests/package.rs: debootstrap (Debian 11/13 chroots), rpm (find-requires, rpm -qp,
-# the scratch install), binutils (strip, objdump).
+# python3 runs the FUSE stall file system (tests/fuse/stallfs.py); util-linux gives mount,
+# unshare, flock and prlimit (the broken-input tests' memory limit, the package tests).
+# osslsigncode and openssl sign the test-built driver images with a self-made certificate
+# (src/inspect/pe.rs: real Authenticode structures). openssh-server is the sshd that fronts
+# libvirtd as a remote host (tests/host_remote.rs starts its own on a free port).
+# .ci/package and tests/package.rs: debootstrap (Debian 11/13 chroots), rpm (find-requires,
+# rpm -qp, the scratch install), binutils (strip, objdump).
 PACKAGES="libvirt-dev pkg-config libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients \
 qemu-system-x86 qemu-utils libhivex-bin libwin-hivex-perl ntfs-3g attr fdisk busybox-static cpio \
-python3 util-linux debootstrap rpm binutils"
+python3 util-linux osslsigncode openssl openssh-server debootstrap rpm binutils"
 
 # 1. Packages. qemu-utils must come from bookworm (7.2): the machine may carry 10.x from
 #    backports, which conflicts with qemu-system-x86 7.2. libvirt-daemon-system is left out

@@ -79,7 +79,7 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__convert)
-            opts="-d -o -y -c -v -q -h --domain --all --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --no-start --verify-time --no-verify --resume --state-dir --read-limit --time-limit --connect --json --verbose --quiet --color --help"
+            opts="-d -o -y -c -v -q -h --domain --all --only --parallel --dry-run --no-inspect --bus --include-sata --disks --nics --force --output --yes --shutdown-mode --shutdown-timeout --force-off --no-start --verify-time --no-verify --resume --state-dir --read-limit --time-limit --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -90,6 +90,10 @@ _virtio__migrate() {
                     return 0
                     ;;
                 -d)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --only)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;
@@ -337,13 +341,17 @@ _virtio__migrate() {
             return 0
             ;;
         virtio__subcmd__migrate__subcmd__scan)
-            opts="-c -v -q -h --details --no-inspect --parallel --read-limit --time-limit --connect --json --verbose --quiet --color --help"
+            opts="-c -v -q -h --details --no-inspect --parallel --hosts --read-limit --time-limit --connect --json --verbose --quiet --color --help"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
             fi
             case "${prev}" in
                 --parallel)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --hosts)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

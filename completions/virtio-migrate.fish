@@ -24,7 +24,7 @@ function __fish_virtio_migrate_using_subcommand
     contains -- $cmd[1] $argv
 end
 
-complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -39,9 +39,10 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "conve
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "rollback" -d 'Restore a backed-up domain definition, or list the backups'
 complete -c virtio-migrate -n "__fish_virtio_migrate_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l parallel -d 'Inspect at most N disk images at a time' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l hosts -d 'Also scan the hosts listed in FILE: one libvirt URI a line, `#` starts a comment' -r -F
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand scan" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -58,7 +59,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 q35\t'q35 (`pc-q35-*`): modern virtio ids'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -68,6 +69,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s q -l quiet -d 'Only errors on stderr'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand inspect" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s d -l domain -d 'The domain: name, UUID or id' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l only -d 'With --all: only these domains (name, UUID or id; repeatable), those of them that are candidates, as one batch' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l parallel -d 'With --all: convert at most N domains at a time (default: one after another)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l bus -d 'Bus for the hard disks: virtio (virtio-blk, vdX) or scsi (virtio-scsi, sdX)' -r -f -a "virtio\t'virtio-blk (`vdX`), driver viostor'
 scsi\t'virtio-scsi (`sdX` on a virtio-scsi controller), driver vioscsi'"
@@ -85,7 +87,7 @@ complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l state-dir -d 'State directory (locks, backups, journals)' -r -F
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l read-limit -d 'Stop reading one guest\'s disk images after SIZE bytes (suffix K, M or G: KiB, MiB, GiB); that guest\'s verdict is then unknown (budget exceeded)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l time-limit -d 'Stop inspecting one guest after SECONDS of wall time; that guest\'s verdict is then unknown (budget exceeded)' -r
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand convert" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"
@@ -110,7 +112,7 @@ acpi\t'The ACPI power button only'
 agent\t'The guest agent only'"
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l shutdown-timeout -d 'Seconds to wait for the guest to power off (the request is re-sent every 10 s)' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l state-dir -d 'State directory (locks, backups, journals)' -r -F
-complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)' -r
+complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -s c -l connect -d 'libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk images are read through libvirt\'s volume download, which needs a read-write connection (opened for those reads only) and the images in a storage pool of that host' -r
 complete -c virtio-migrate -n "__fish_virtio_migrate_using_subcommand rollback" -l color -d 'When to colour the output (NO_COLOR is honoured with auto)' -r -f -a "auto\t''
 always\t''
 never\t''"

@@ -333,6 +333,38 @@ pub fn partitions(data: &[u8]) {
     }
 }
 
+/// The driver-file reader ([`crate::inspect::pe::read_driver`]) over a fuzzed file, and every
+/// fact the verdict derives from it (problems for AMD64 with a signature required and for an
+/// unknown machine, what was unread, the summary, the JSON). Its read budget must hold whatever
+/// the input: a check that read more than [`crate::inspect::pe::MAX_TOTAL_READ`] bytes or made
+/// more than [`crate::inspect::pe::MAX_READS`] calls is a finding.
+pub fn pe_driver(data: &[u8]) {
+    use crate::inspect::pe::{self, Machine};
+    let file = data.to_vec();
+    match pe::read_driver(&file) {
+        Ok(image) => {
+            assert!(
+                image.cost.bytes <= pe::MAX_TOTAL_READ && image.cost.reads <= pe::MAX_READS,
+                "read budget broken: {:?}",
+                image.cost
+            );
+            assert!(image.sections.len() <= usize::from(pe::MAX_SECTIONS));
+            let _ = (
+                image.problems(Some(Machine::AMD64), true),
+                image.problems(None, false),
+                image.unread(),
+                image.summary(),
+                image.signer(),
+                image.file_version(),
+                serde_json::to_string(&image),
+            );
+        }
+        Err(e) => {
+            let _ = (e.to_string(), e.is_io());
+        }
+    }
+}
+
 /// Largest volume [`ntfs_root`] presents (the boot sector states the size; zeros fill it).
 const NTFS_MAX_VOLUME: u64 = 64 << 20;
 

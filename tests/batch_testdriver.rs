@@ -260,3 +260,40 @@ fn dry_run_and_scan_warn_about_an_unfinished_run() {
     assert!(!String::from_utf8_lossy(&out.stderr).contains("warning"));
     assert!(!missing.exists());
 }
+
+#[test]
+fn all_only_takes_the_named_candidates_and_needs_all() {
+    let state = tempfile::tempdir().unwrap();
+    let st = state.path().display().to_string();
+    // Two candidates by name and UUID, and a domain that is no candidate (Linux): a batch of two.
+    let out = run(&[
+        "--json",
+        "convert",
+        "--all",
+        "--only",
+        "db-static01",
+        "--only",
+        LEGACY,
+        "--only",
+        "debian12-web",
+        "--dry-run",
+        "--state-dir",
+        &st,
+    ]);
+    let r = results(&out);
+    assert_eq!(
+        r.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["db-static01", "legacy-app01"],
+        "{r:?}"
+    );
+    let out = run(&[
+        "convert",
+        "--domain",
+        "db-static01",
+        "--only",
+        "db-static01",
+        "--dry-run",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--only DOMAIN needs --all"));
+}

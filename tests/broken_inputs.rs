@@ -679,7 +679,10 @@ fn read_budget_makes_one_guest_unknown_and_the_scan_goes_on() {
     // Without the limit, the costly guest is ready.
     let out = run(&["-c", &uri, "--json", "scan", "a-costly"]);
     let report: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    assert_eq!(report["domains"][0]["verdict"]["blk"]["state"], "ready");
+    assert_eq!(
+        report["hosts"][0]["domains"][0]["verdict"]["blk"]["state"],
+        "ready"
+    );
 }
 
 /// `inspect --read-limit`: the verdict says the budget stopped it, and the report's errors are
@@ -728,7 +731,7 @@ fn domain_booting(name: &str, image: &Path) -> String {
 /// The verdict of domain `name` in the report `scan --json` printed.
 fn scan_verdict(json: &str, name: &str) -> serde_json::Value {
     let report: serde_json::Value = serde_json::from_str(json).unwrap();
-    let domains = report["domains"].as_array().unwrap();
+    let domains = report["hosts"][0]["domains"].as_array().unwrap();
     let d = domains.iter().find(|d| d["name"] == name).unwrap();
     d["verdict"].clone()
 }

@@ -215,7 +215,7 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
         ("debian12-web", None),
         ("win2k16-virtio", None),
     ];
-    let domains = report["domains"].as_array().unwrap();
+    let domains = report["hosts"][0]["domains"].as_array().unwrap();
     assert_eq!(domains.len(), expected.len());
     for (d, (name, want)) in domains.iter().zip(&expected) {
         assert_eq!(d["name"], *name);

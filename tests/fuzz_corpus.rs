@@ -78,6 +78,11 @@ fn qcow2_corpus() {
 }
 
 #[test]
+fn pe_corpus() {
+    replay("pe", 4, fuzzing::pe_driver);
+}
+
+#[test]
 fn partitions_corpus() {
     replay("partitions", 3, fuzzing::partitions);
 }

@@ -27,7 +27,7 @@ Usage error: an unknown option or a missing argument.
 .TP
 \fB3\fR
 \fBconvert\fR: the plan is blocked (drivers not ready or not checked, a managed or transient
-domain, the boot disk would lose its place, ...); the plan and the diff are still printed.
+domain, a boot order that cannot be kept, ...); the plan and the diff are still printed.
 With \fB\-\-all\fR: some candidates were blocked and none failed.
 .TP
 \fB4\fR

@@ -177,7 +177,7 @@ fn scan_goes_on_past_a_guest_on_hung_storage() {
     });
     let report: serde_json::Value = serde_json::from_str(&text).unwrap();
     let verdict = |name: &str| -> serde_json::Value {
-        let domains = report["domains"].as_array().unwrap();
+        let domains = report["hosts"][0]["domains"].as_array().unwrap();
         let d = domains.iter().find(|d| d["name"] == name).unwrap();
         d["verdict"].clone()
     };

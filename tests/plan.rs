@@ -202,7 +202,7 @@ fn cases() -> Vec<Case> {
             "boot-order-conflict",
             opts(),
             Some(ready()),
-            PlanStatus::Blocked,
+            PlanStatus::Ready,
         ),
         case(
             "boot-order-conflict-scsi",
@@ -215,6 +215,48 @@ fn cases() -> Vec<Case> {
             PlanStatus::Ready,
         ),
     ];
+    // The layouts of issue 14: a virtio data disk beside the IDE root, SCSI data disks, q35/SATA,
+    // two IDE data disks with a CD-ROM and a floppy, UEFI.
+    let scsi = PlanOptions {
+        bus: TargetBus::Scsi,
+        ..opts()
+    };
+    let sata = PlanOptions {
+        include_sata: true,
+        ..opts()
+    };
+    for (name, fixture, o) in [
+        ("ide-virtio-data", "ide-virtio-data", opts()),
+        ("ide-virtio-data-scsi", "ide-virtio-data", scsi),
+        (
+            "ide-virtio-data-cdrom-first",
+            "ide-virtio-data-cdrom-first",
+            opts(),
+        ),
+        ("scsi-data-disks", "scsi-data-disks", opts()),
+        ("scsi-data-disks-scsi", "scsi-data-disks", scsi),
+        ("q35-sata-virtio-data", "q35-sata-virtio-data", sata),
+        ("ide-two-data-cdrom", "ide-two-data-cdrom", opts()),
+        (
+            "ide-two-data-cdrom-boot-only",
+            "ide-two-data-cdrom",
+            PlanOptions {
+                disks: DiskSelection::Boot,
+                ..opts()
+            },
+        ),
+        ("uefi-virtio-data", "uefi-virtio-data", sata),
+        (
+            "uefi-virtio-data-scsi",
+            "uefi-virtio-data",
+            PlanOptions {
+                bus: TargetBus::Scsi,
+                ..sata
+            },
+        ),
+    ] {
+        v.push(case(name, fixture, o, Some(ready()), PlanStatus::Ready));
+    }
     // The Windows 2003 guest: managed save, a snapshot from before the change, on_poweroff=restart,
     // a hazard from the inspection.
     v.push(Case {
@@ -340,7 +382,8 @@ enum Tree {
 }
 
 /// What a conversion may change: per disk position whether its target/address may differ, per
-/// interface position whether its model may differ, and added scsi controllers.
+/// interface position whether its model may differ, and added scsi controllers. `<boot>` elements
+/// (of `<os>`, disks and interfaces) are left out: [`boots`] compares them.
 fn tree(
     node: roxmltree::Node,
     changed_disks: &[usize],
@@ -362,6 +405,12 @@ fn tree(
     let mut disk_no = 0;
     let mut nic_no = 0;
     for child in node.children() {
+        if child.is_element()
+            && child.tag_name().name() == "boot"
+            && matches!(name, "os" | "disk" | "interface")
+        {
+            continue;
+        }
         if name == "devices" && child.is_element() {
             let cname = child.tag_name().name();
             if cname == "disk" {
@@ -372,7 +421,8 @@ fn tree(
                     let kept: Vec<Tree> = child
                         .children()
                         .filter(|c| {
-                            !(c.is_element() && matches!(c.tag_name().name(), "target" | "address"))
+                            !(c.is_element()
+                                && matches!(c.tag_name().name(), "target" | "address" | "boot"))
                         })
                         .filter_map(|c| tree(c, &[], &[], &[]))
                         .collect();
@@ -386,7 +436,9 @@ fn tree(
                 if changed {
                     let kept: Vec<Tree> = child
                         .children()
-                        .filter(|c| !(c.is_element() && c.tag_name().name() == "model"))
+                        .filter(|c| {
+                            !(c.is_element() && matches!(c.tag_name().name(), "model" | "boot"))
+                        })
                         .filter_map(|c| tree(c, &[], &[], &[]))
                         .collect();
                     children.push(element(child, kept));
@@ -420,6 +472,33 @@ fn element(node: roxmltree::Node, children: Vec<Tree>) -> Tree {
             .collect(),
         children,
     }
+}
+
+/// Every boot element: `os boot dev=hd`, `disk#1 order=2`, … in document order.
+fn boots(doc: &roxmltree::Document) -> Vec<String> {
+    let root = doc.root_element();
+    let mut out = Vec::new();
+    for os in root.children().filter(|c| c.has_tag_name("os")) {
+        for b in os.children().filter(|c| c.has_tag_name("boot")) {
+            out.push(format!("os boot dev={}", b.attribute("dev").unwrap_or("")));
+        }
+    }
+    for devices in root.children().filter(|c| c.has_tag_name("devices")) {
+        let mut counts = std::collections::BTreeMap::new();
+        for d in devices.children().filter(|c| c.is_element()) {
+            let n = counts.entry(d.tag_name().name()).or_insert(0usize);
+            for b in d.children().filter(|c| c.has_tag_name("boot")) {
+                out.push(format!(
+                    "{}#{} order={}",
+                    d.tag_name().name(),
+                    n,
+                    b.attribute("order").unwrap_or("")
+                ));
+            }
+            *n += 1;
+        }
+    }
+    out
 }
 
 fn disk_targets(doc: &roxmltree::Document) -> Vec<(String, String)> {
@@ -514,6 +593,15 @@ fn everything_not_named_is_preserved() {
         assert_eq!(listed_disks, changed_disks.len(), "{}", case.name);
         assert_eq!(listed_nics, changed_nics.len(), "{}", case.name);
 
+        // Boot elements change only with a boot-order change.
+        let boot_change = plan
+            .changes
+            .iter()
+            .any(|c| c.kind == virtio_migrate::plan::ChangeKind::BootOrder);
+        if !boot_change {
+            assert_eq!(boots(&old), boots(&new), "{}: boot elements", case.name);
+        }
+
         // Byte level: every changed line of the diff is one of the rewritten elements.
         for line in plan.diff().lines() {
             if line.starts_with("---") || line.starts_with("+++") || line.starts_with("@@") {
@@ -525,7 +613,10 @@ fn everything_not_named_is_preserved() {
                     body.starts_with("<target dev=")
                         || body.starts_with("<address type='drive'")
                         || body.starts_with("<model type=")
-                        || body.starts_with("<controller type='scsi'"),
+                        || body.starts_with("<controller type='scsi'")
+                        || (boot_change
+                            && (body.starts_with("<boot order=")
+                                || body.starts_with("<boot dev="))),
                     "{}: unexpected changed line {line:?}",
                     case.name
                 );
@@ -577,30 +668,238 @@ fn planning_the_new_xml_again_changes_nothing() {
     }
 }
 
+/// The per-device boot orders of a planned definition, in document order: (element, its disk
+/// target or NIC MAC, order); and the `<os><boot dev>` values left.
+fn boot_elements(xml: &str) -> (Vec<String>, Vec<(String, String, String)>) {
+    let doc = roxmltree::Document::parse(xml).unwrap();
+    let root = doc.root_element();
+    let os: Vec<String> = root
+        .children()
+        .filter(|c| c.has_tag_name("os"))
+        .flat_map(|o| o.children().filter(|c| c.has_tag_name("boot")))
+        .map(|b| b.attribute("dev").unwrap_or("").to_string())
+        .collect();
+    let mut per_device = Vec::new();
+    for d in root
+        .children()
+        .filter(|c| c.has_tag_name("devices"))
+        .flat_map(|d| d.children().filter(|c| c.is_element()))
+    {
+        let Some(order) = d
+            .children()
+            .find(|c| c.has_tag_name("boot"))
+            .and_then(|b| b.attribute("order"))
+        else {
+            continue;
+        };
+        let key = d
+            .children()
+            .find(|c| c.has_tag_name("target") || c.has_tag_name("mac"))
+            .and_then(|t| t.attribute("dev").or_else(|| t.attribute("address")))
+            .unwrap_or("")
+            .to_string();
+        per_device.push((d.tag_name().name().to_string(), key, order.to_string()));
+    }
+    (os, per_device)
+}
+
 #[test]
-fn boot_disk_stays_first_in_libvirts_order() {
-    // The boot-order conflict: hda (boot) would become vdb behind the existing virtio vda.
-    let plan = run(cases()
-        .iter()
-        .find(|c| c.name == "boot-order-conflict")
-        .unwrap());
-    assert!(plan
-        .blockers
-        .iter()
-        .any(|b| b.kind == BlockerKind::BootOrder && !b.overridable));
-    // Every ready os-boot plan keeps its boot disk first in libvirt's order.
-    for case in cases() {
-        let plan = run(&case);
-        let facts = virtio_migrate::domain::parse_domain(&plan.original_xml).unwrap();
-        let new_facts = virtio_migrate::domain::parse_domain(&plan.new_xml).unwrap();
-        if plan.status() == PlanStatus::Ready {
-            assert_eq!(
-                facts.boot_disk, new_facts.boot_disk,
-                "{}: the boot disk moved",
-                case.name
-            );
+fn boot_order_is_made_explicit_where_needed_and_kept_elsewhere() {
+    // libvirt's rule (domain::boot_order): <os><boot dev> gives bootindex = position in the list to
+    // hd → the first hard disk in libvirt's disk order, cdrom → the first CD-ROM, fd → the first
+    // floppy, network → the first interface. Written out per device when the planned names would
+    // boot another disk, or when the root moves beside other hard disks.
+    type Expect<'a> = (
+        &'a str,
+        &'a [&'a str],
+        &'a [(&'a str, &'a str, &'a str)],
+        &'a str,
+    );
+    let expect: &[Expect] = &[
+        (
+            "boot-order-conflict",
+            &[],
+            &[("disk", "vdb", "1")],
+            "boot order made explicit: the root would otherwise lose bootindex 1 to vda",
+        ),
+        (
+            "ide-virtio-data",
+            &[],
+            &[("disk", "vdb", "1")],
+            "boot order made explicit: the root would otherwise lose bootindex 1 to vda",
+        ),
+        (
+            "ide-virtio-data-scsi",
+            &[],
+            &[("disk", "sda", "1")],
+            "boot order made explicit: the root (sda) moves to scsi beside 1 other hard disk",
+        ),
+        (
+            "ide-virtio-data-cdrom-first",
+            &[],
+            &[
+                ("disk", "vdb", "2"),
+                ("disk", "hdc", "1"),
+                ("interface", "52:54:00:a3:16:04", "3"),
+            ],
+            "boot order made explicit: the root would otherwise lose bootindex 2 to vda",
+        ),
+        (
+            "scsi-data-disks",
+            &[],
+            &[("disk", "vda", "1")],
+            "boot order made explicit: the root (vda) moves to virtio beside 2 other hard disks",
+        ),
+        (
+            "scsi-data-disks-scsi",
+            &[],
+            &[("disk", "sdc", "1")],
+            "boot order made explicit: the root would otherwise lose bootindex 1 to sda",
+        ),
+        (
+            "q35-sata-virtio-data",
+            &[],
+            &[("disk", "vdb", "1")],
+            "boot order made explicit: the root would otherwise lose bootindex 1 to vda",
+        ),
+        (
+            "ide-two-data-cdrom",
+            &[],
+            &[
+                ("disk", "vda", "1"),
+                ("disk", "hdc", "2"),
+                ("disk", "fda", "3"),
+            ],
+            "boot order made explicit: the root (vda) moves to virtio beside 2 other hard disks",
+        ),
+        (
+            "ide-two-data-cdrom-boot-only",
+            &[],
+            &[
+                ("disk", "vda", "1"),
+                ("disk", "hdc", "2"),
+                ("disk", "fda", "3"),
+            ],
+            "boot order made explicit: the root (vda) moves to virtio beside 2 other hard disks",
+        ),
+        (
+            "uefi-virtio-data",
+            &[],
+            &[("disk", "vdb", "1")],
+            "boot order made explicit: the root would otherwise lose bootindex 1 to vda",
+        ),
+        (
+            "uefi-virtio-data-scsi",
+            &[],
+            &[("disk", "sda", "1")],
+            "boot order made explicit: the root (sda) moves to scsi beside 1 other hard disk",
+        ),
+        (
+            "win2k8r2-virtio",
+            &[],
+            &[("disk", "vda", "1")],
+            "boot order made explicit: the root (vda) moves to virtio beside 1 other hard disk",
+        ),
+        // Kept: a single hard disk, or per-device orders already (they travel with the disks).
+        ("win2003-host-hazards", &["hd", "cdrom"], &[], ""),
+        ("ide-cdrom-disk", &[], &[], ""),
+        (
+            "multi-disk-boot-order",
+            &[],
+            &[
+                ("disk", "vdc", "3"),
+                ("disk", "vdb", "1"),
+                ("disk", "hdc", "2"),
+                ("interface", "52:54:00:5e:12:34", "4"),
+            ],
+            "",
+        ),
+    ];
+    let all = cases();
+    for (name, os, per_device, why) in expect {
+        let case = all.iter().find(|c| c.name == *name).unwrap();
+        let plan = run(case);
+        let (got_os, got_per_device) = boot_elements(&plan.new_xml);
+        assert_eq!(got_os, *os, "{name}: <os><boot> left");
+        let want: Vec<(String, String, String)> = per_device
+            .iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect();
+        assert_eq!(got_per_device, want, "{name}: per-device orders");
+        let change = plan
+            .changes
+            .iter()
+            .find(|c| c.kind == virtio_migrate::plan::ChangeKind::BootOrder);
+        match change {
+            Some(c) => assert!(c.why.starts_with(why) && !why.is_empty(), "{name}: {c:?}"),
+            None => assert!(why.is_empty(), "{name}: no boot-order change"),
+        }
+        // <bootmenu>, the loader and the NVRAM stay byte for byte.
+        for keep in ["<bootmenu", "<loader", "<nvram"] {
+            let lines = |xml: &str| -> Vec<String> {
+                xml.lines()
+                    .filter(|l| l.trim_start().starts_with(keep))
+                    .map(str::to_string)
+                    .collect()
+            };
+            assert_eq!(lines(&plan.original_xml), lines(&plan.new_xml), "{name}");
         }
     }
+}
+
+#[test]
+fn without_the_explicit_order_the_data_disk_would_boot() {
+    // The planned definition of the issue's layout with the boot form put back as it was: the
+    // planner's own check catches that vda, not the root, would get bootindex 1.
+    let case = cases()
+        .into_iter()
+        .find(|c| c.name == "ide-virtio-data")
+        .unwrap();
+    let plan = run(&case);
+    let undone = plan
+        .new_xml
+        .replace("      <boot order='1'/>\n", "")
+        .replace(
+            "    <bootmenu enable='yes' timeout='3000'/>",
+            "    <boot dev='hd'/>\n    <bootmenu enable='yes' timeout='3000'/>",
+        );
+    assert_ne!(undone, plan.new_xml);
+    let root = virtio_migrate::domain::boot_order::DeviceRef::disk(0);
+    assert!(validate::check(&plan.new_xml, Some(std::slice::from_ref(&root))).is_empty());
+    assert_eq!(
+        validate::check(&undone, Some(std::slice::from_ref(&root))),
+        [validate::CheckFailure::BootSequenceChanged {
+            expected: "disk vdb".into(),
+            found: "disk vda".into(),
+        }]
+    );
+}
+
+#[test]
+fn a_boot_order_that_cannot_be_made_explicit_blocks_and_says_why() {
+    let xml = fixture("ide-virtio-data").replacen("<domain type='kvm'>", "<domain type='xen'>", 1);
+    let plan = plan(&xml, Some(&ready()), &HostFacts::default(), &opts()).unwrap();
+    assert_eq!(plan.status(), PlanStatus::Blocked);
+    let blocker = plan
+        .blockers
+        .iter()
+        .find(|b| b.kind == BlockerKind::BootOrder)
+        .expect("boot-order blocker");
+    assert!(!blocker.overridable);
+    for needle in [
+        "the root would otherwise lose bootindex 1 to vda",
+        "type 'xen'",
+        "<boot dev='hd'/>",
+    ] {
+        assert!(
+            blocker.message.contains(needle),
+            "{needle}: {}",
+            blocker.message
+        );
+    }
+    // The boot form is left as it is.
+    assert!(plan.new_xml.contains("<boot dev='hd'/>"));
+    assert!(!plan.new_xml.contains("<boot order="));
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn scan_json(extra: &[&str]) -> Value {
 }
 
 fn domain<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["domains"]
+    report["hosts"][0]["domains"]
         .as_array()
         .unwrap()
         .iter()
@@ -163,15 +163,23 @@ fn strip_ansi(s: &str) -> String {
 #[test]
 fn json_document_shape_and_summary() {
     let r = scan_json(&[]);
-    assert_eq!(r["schema_version"], 1);
-    assert_eq!(r["uri"], demo_uri());
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["hosts"].as_array().unwrap().len(), 1);
+    assert_eq!(r["hosts"][0]["uri"], demo_uri());
+    assert_eq!(r["hosts"][0]["host"], "local");
+    assert_eq!(r["hosts"][0]["error"], Value::Null);
     assert_eq!(
-        r["summary"],
+        r["hosts"][0]["summary"],
         serde_json::json!({"domains": 16, "candidates": 13, "ide_boot": 10, "sata_boot": 3,
                            "emulated_nic": 11, "errors": 0})
     );
+    assert_eq!(
+        r["summary"],
+        serde_json::json!({"hosts": 1, "unreachable": 0, "domains": 16, "candidates": 13,
+                           "ide_boot": 10, "sata_boot": 3, "emulated_nic": 11, "errors": 0})
+    );
     // Same order as the table: candidates first, by name.
-    let names = strings(&r["domains"], |d| &d["name"]);
+    let names = strings(&r["hosts"][0]["domains"], |d| &d["name"]);
     assert_eq!(
         names,
         [
@@ -193,7 +201,7 @@ fn json_document_shape_and_summary() {
             "win2k16-virtio"
         ]
     );
-    for d in r["domains"].as_array().unwrap() {
+    for d in r["hosts"][0]["domains"].as_array().unwrap() {
         assert_eq!(d["error"], Value::Null);
         assert_eq!(d["definition"]["name"], d["name"]);
         assert_eq!(d["definition"]["uuid"], d["uuid"]);
@@ -421,7 +429,7 @@ fn domains_are_found_by_name_uuid_or_id() {
     ] {
         let r = scan_json(&[spec]);
         assert_eq!(
-            strings(&r["domains"], |d| &d["name"]),
+            strings(&r["hosts"][0]["domains"], |d| &d["name"]),
             ["win2019-uefi"],
             "{spec}"
         );
@@ -430,7 +438,7 @@ fn domains_are_found_by_name_uuid_or_id() {
     // Several at once, duplicates counted once; a shut-off domain has no id but has a name.
     let r = scan_json(&["win2k3-legacy", "debian12-web", "win2k3-legacy"]);
     assert_eq!(
-        strings(&r["domains"], |d| &d["name"]),
+        strings(&r["hosts"][0]["domains"], |d| &d["name"]),
         ["win2k3-legacy", "debian12-web"]
     );
 }
@@ -556,10 +564,10 @@ fn the_demo_host_references_only_files_in_the_repository() {
     let node = std::fs::read_to_string(Path::new(ROOT).join("fixtures/hosts/demo.xml.in")).unwrap();
     let r = scan_json(&[]);
     assert_eq!(node.matches("<domain file=").count(), 16);
-    assert_eq!(r["domains"].as_array().unwrap().len(), 16);
+    assert_eq!(r["hosts"][0]["domains"].as_array().unwrap().len(), 16);
     let images = format!("{ROOT}/fixtures/images/");
     let mut files = 0;
-    for d in r["domains"].as_array().unwrap() {
+    for d in r["hosts"][0]["domains"].as_array().unwrap() {
         for disk in d["definition"]["disks"].as_array().unwrap() {
             if disk["source"]["type"] == "file" {
                 let path = disk["source"]["path"].as_str().unwrap();
@@ -677,7 +685,7 @@ fn volume_disks_are_read_through_their_pool() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     let entry = |name: &str| {
-        v["domains"]
+        v["hosts"][0]["domains"]
             .as_array()
             .unwrap()
             .iter()

@@ -19,9 +19,12 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system)
-    #[arg(short = 'c', long = "connect", global = true, value_name = "URI")]
-    pub connect: Option<String>,
+    /// libvirt connection URI (default: $LIBVIRT_DEFAULT_URI, else qemu:///system); scan takes
+    /// it several times (one report for several hosts). On a remote URI (qemu+ssh://…) disk
+    /// images are read through libvirt's volume download, which needs a read-write connection
+    /// (opened for those reads only) and the images in a storage pool of that host
+    #[arg(short = 'c', long = "connect", global = true, value_name = "URI", action = clap::ArgAction::Append)]
+    pub connect: Vec<String>,
     /// Print one JSON document instead of the human report
     #[arg(long, global = true)]
     pub json: bool,
@@ -47,7 +50,8 @@ impl GlobalArgs {
     /// The URI to connect to: `-c`, else `LIBVIRT_DEFAULT_URI`, else `qemu:///system`.
     pub fn uri(&self) -> String {
         self.connect
-            .clone()
+            .first()
+            .cloned()
             .or_else(|| {
                 std::env::var("LIBVIRT_DEFAULT_URI")
                     .ok()

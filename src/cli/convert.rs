@@ -19,11 +19,13 @@ use virt::domain::Domain;
 use crate::cli::common::{ColorChoice, GlobalArgs, EXIT_BLOCKED};
 use crate::cli::lifecycle::{connect, interrupt_flag, options, report, transition_from_plan};
 use crate::host::lifecycle;
+use crate::inspect::image::{FileStore, LocalFiles};
 use crate::plan::{
     self, DiskSelection, GuestReadiness, HostFacts, NicPolicy, Plan, PlanOptions, PlanStatus,
     SnapshotFacts, TargetBus,
 };
 use crate::plan::{diff, validate};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Options of `convert`.
@@ -42,6 +44,10 @@ pub struct ConvertArgs {
     /// failed, 1 any failed or rolled back, 130 interrupted
     #[arg(long, conflicts_with_all = ["domain", "output", "resume"])]
     pub all: bool,
+    /// With --all: only these domains (name, UUID or id; repeatable), those of them that are
+    /// candidates, as one batch
+    #[arg(long, value_name = "DOMAIN")]
+    pub only: Vec<String>,
     /// With --all: convert at most N domains at a time (default: one after another)
     #[arg(long, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=32))]
@@ -186,7 +192,15 @@ pub fn inspect_guest(
     let facts = crate::domain::parse_domain(&xml).with_context(|| format!("domain {domain}"))?;
     // Watched like a scan's inspections: an image on hung storage gives an `unknown` verdict
     // (a blocked plan) instead of a convert that never answers.
-    Ok(Some(crate::inspect::guest::assess_watched(
+    // This connection is read-write (convert changes the host), as remote reads need.
+    let uri = conn.uri().context("reading the connection's URI")?;
+    let store: Arc<dyn FileStore> = if crate::host::uri_is_remote(&uri) {
+        Arc::new(crate::host::remote::RemoteFiles::new(conn.clone(), &uri))
+    } else {
+        Arc::new(LocalFiles)
+    };
+    Ok(Some(crate::inspect::guest::assess_watched_in(
+        &store,
         &crate::host::with_volume_paths(conn, &facts),
         args.budget.budget(),
     )))

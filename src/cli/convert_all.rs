@@ -183,9 +183,13 @@ impl BatchEntry {
     }
 }
 
-/// The candidates of the host, in scan order: `(name, uuid)`.
-fn candidates(host: &Host, verbose: bool) -> anyhow::Result<Vec<(String, String)>> {
-    let report = crate::cli::scan::scan_host(host, &[], verbose)?;
+/// The candidates of the host (or among `only`, when given), in scan order: `(name, uuid)`.
+fn candidates(
+    host: &Host,
+    only: &[String],
+    verbose: bool,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let report = crate::cli::scan::scan_host(host, only, verbose)?;
     Ok(report
         .domains
         .iter()
@@ -200,7 +204,7 @@ pub fn run_all(global: &GlobalArgs, args: &ConvertArgs) -> anyhow::Result<i32> {
     // Read-write even for a dry run: the persistent definition is read with the SECURE flag,
     // as `convert --domain` does.
     let host = Host::open(&uri, Access::ReadWrite)?;
-    let list = candidates(&host, global.verbose)?;
+    let list = candidates(&host, &args.only, global.verbose)?;
     let conn = host.connection();
     let parallel = usize::from(args.parallel.unwrap_or(1)).max(1);
     let interrupt = if args.dry_run {

@@ -127,12 +127,13 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
         let facts =
             crate::domain::parse_domain(&xml).map_err(|e| anyhow::anyhow!("domain {spec}: {e}"))?;
         // Watched as in `scan`: an image on hung storage gives `unknown` instead of no answer.
-        let verdict = guest::assess_watched(&host.with_volume_paths(&facts), budget);
+        let store = host.file_store()?;
+        let verdict = guest::assess_watched_in(&store, &host.with_volume_paths(&facts), budget);
         // The other hard disks, for the record (the verdict comes from the boot disk), under a
         // budget of their own.
         let stats = budget.stats();
         let boot_path = facts.boot_disk().map(|d| d.source.display());
-        let others = inspect_domain_xml_except(&xml, &stats, boot_path.as_deref());
+        let others = inspect_domain_xml_except(store.as_ref(), &xml, &stats, boot_path.as_deref());
         (Some(facts.name.clone()), verdict, others)
     } else {
         anyhow::bail!("name a disk image PATH or --domain");

@@ -73,6 +73,12 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    if cli.global.connect.len() > 1 && !matches!(cli.command, Command::Scan(_)) {
+        eprintln!(
+            "error: only scan takes -c/--connect more than once (one report for several hosts)\n\nFor more information, try '--help'."
+        );
+        return Ok(EXIT_USAGE);
+    }
     match &cli.command {
         Command::Scan(args) => scan::run(&cli.global, args),
         Command::Convert(args) => {
@@ -80,6 +86,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             // here.)
             if args.parallel.is_some() && !args.all {
                 eprintln!("error: --parallel N needs --all\n\nFor more information, try '--help'.");
+                return Ok(EXIT_USAGE);
+            }
+            if !args.only.is_empty() && !args.all {
+                eprintln!(
+                    "error: --only DOMAIN needs --all\n\nFor more information, try '--help'."
+                );
                 return Ok(EXIT_USAGE);
             }
             if args.all {

@@ -16,7 +16,9 @@ use clap::Args;
 use serde::Serialize;
 
 /// Version of the JSON document `scan --json` prints. Raised on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: the domains of each host under `hosts[]` (`uri`, `host`, `error`, `domains`, `summary`),
+/// totals in the top-level `summary` (version 1 had one host's `uri`/`domains` at the top).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Options of `virtio-migrate scan`.
 #[derive(Debug, Clone, Args)]
@@ -34,6 +36,9 @@ pub struct ScanArgs {
     /// Inspect at most N disk images at a time
     #[arg(long, value_name = "N", default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
+    /// Also scan the hosts listed in FILE: one libvirt URI a line, `#` starts a comment
+    #[arg(long, value_name = "FILE")]
+    pub hosts: Option<std::path::PathBuf>,
     #[command(flatten)]
     pub budget: crate::inspect::guest::BudgetArgs,
 }
@@ -81,6 +86,22 @@ impl ScanVerdict {
                 .collect(),
             bytes_read: v.bytes_read,
             wall_time_ms: v.wall_time_ms,
+        }
+    }
+
+    /// Nothing could be read: every target unknown, for `why`.
+    fn unreadable(why: &str) -> ScanVerdict {
+        let unknown = Readiness::Unknown {
+            why: why.to_string(),
+        };
+        ScanVerdict {
+            windows: None,
+            blk: unknown.clone(),
+            scsi: unknown.clone(),
+            nic: unknown,
+            hazards: Vec::new(),
+            bytes_read: 0,
+            wall_time_ms: 0,
         }
     }
 }
@@ -139,10 +160,9 @@ pub struct ScanSummary {
     pub errors: usize,
 }
 
-/// The whole scan: what `--json` prints.
+/// The scan of one host.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanReport {
-    pub schema_version: u32,
     /// The libvirt URI that was scanned.
     pub uri: String,
     /// Candidates first, then domains with errors, then the rest; by name within each group.
@@ -150,44 +170,302 @@ pub struct ScanReport {
     pub summary: ScanSummary,
 }
 
-/// Run `scan`: print the report; exit 0, or 1 when some domain could not be read.
-pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
-    let host = Host::open(&global.uri(), Access::ReadOnly)?;
-    let mut report = scan_host(&host, &args.domains, global.verbose)?;
-    if !args.no_inspect {
-        add_verdicts(
-            &host,
-            &mut report,
-            usize::from(args.parallel),
-            args.budget.budget(),
-        );
+/// One host of a scan: its report, or why it could not be scanned.
+#[derive(Debug, Clone, Serialize)]
+pub struct HostScan {
+    /// The libvirt URI.
+    pub uri: String,
+    /// The URI's host (`local` for a URI without one), as the HOST column shows it.
+    pub host: String,
+    /// Why the host could not be scanned (unreachable, refused, …); its domains are then empty.
+    pub error: Option<String>,
+    pub domains: Vec<DomainEntry>,
+    pub summary: ScanSummary,
+}
+
+/// Totals over every host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FleetSummary {
+    pub hosts: usize,
+    /// Hosts that could not be scanned.
+    pub unreachable: usize,
+    #[serde(flatten)]
+    pub totals: ScanSummary,
+}
+
+/// The whole scan: what `--json` prints (one document, whatever the number of hosts).
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetReport {
+    pub schema_version: u32,
+    pub hosts: Vec<HostScan>,
+    pub summary: FleetSummary,
+}
+
+/// The host part of a libvirt URI (`qemu+ssh://root@kvm03:22/system` → `kvm03`), or `local`.
+pub fn host_label(uri: &str) -> String {
+    let authority = uri
+        .split_once("://")
+        .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
+        .unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    let host = match host.strip_prefix('[') {
+        // [::1]:22
+        Some(v6) => v6.split(']').next().unwrap_or(v6),
+        None => host.split(':').next().unwrap_or(host),
+    };
+    if host.is_empty() {
+        "local".to_string()
+    } else {
+        host.to_string()
     }
-    // An unfinished conversion or rollback (from its journal) is worth a warning; only when
-    // the state directory exists and can be read, so a scan needs no root.
+}
+
+/// The URIs to scan: every `-c`, then the lines of `--hosts FILE`; the default URI if none.
+fn scan_uris(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Vec<String>> {
+    let mut uris = global.connect.clone();
+    if let Some(path) = &args.hosts {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the host list {}: {e}", path.display()))?;
+        for line in text.lines() {
+            let uri = line.split('#').next().unwrap_or("").trim();
+            if !uri.is_empty() {
+                uris.push(uri.to_string());
+            }
+        }
+        if uris.is_empty() {
+            anyhow::bail!("the host list {} names no URI", path.display());
+        }
+    }
+    if uris.is_empty() {
+        uris.push(global.uri());
+    }
+    let mut seen = Vec::new();
+    uris.retain(|u| {
+        let new = !seen.contains(u);
+        seen.push(u.clone());
+        new
+    });
+    Ok(uris)
+}
+
+/// How long a host may take to answer the connection before it is reported as not scanned
+/// (a host that is down or filtered, an ssh that waits for a banner or a prompt): one such host
+/// must not hold the report of the others.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Open `uri` read-only, or say why not within `patience` (the connecting thread is left
+/// behind; it ends with the process).
+fn open_within(uri: &str, patience: std::time::Duration) -> Result<Host, String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let owned = uri.to_string();
+    std::thread::spawn(move || {
+        let _ = tx.send(Host::open(&owned, Access::ReadOnly));
+    });
+    match rx.recv_timeout(patience) {
+        Ok(opened) => opened.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "cannot connect to {uri}: no answer within {} s (host down or filtered, or ssh waiting \
+             for a password or a host-key prompt: use key authentication)",
+            patience.as_secs()
+        )),
+    }
+}
+
+/// Scan one host: open it read-only, list, inspect the candidates.
+fn scan_one(uri: &str, args: &ScanArgs, global: &GlobalArgs) -> HostScan {
+    let verbose = global.verbose;
+    let scanned = open_within(uri, CONNECT_PATIENCE).and_then(|host| {
+        if verbose {
+            eprintln!("virtio-migrate: connected to {uri}");
+        }
+        let mut report = scan_host(&host, &args.domains, verbose).map_err(|e| e.to_string())?;
+        if !args.no_inspect {
+            add_verdicts(
+                &host,
+                &mut report,
+                usize::from(args.parallel),
+                args.budget.budget(),
+            );
+        }
+        Ok((host, report))
+    });
+    match scanned {
+        Ok((host, report)) => {
+            warn_unfinished(&host, &report, global.quiet);
+            HostScan {
+                uri: uri.to_string(),
+                host: host_label(uri),
+                error: None,
+                domains: report.domains,
+                summary: report.summary,
+            }
+        }
+        Err(e) => HostScan {
+            uri: uri.to_string(),
+            host: host_label(uri),
+            error: Some(e.to_string()),
+            domains: Vec::new(),
+            summary: build_report(uri, Vec::new()).summary,
+        },
+    }
+}
+
+/// An unfinished conversion or rollback (from its journal) is worth a warning; only when the
+/// state directory exists and can be read, so a scan needs no root.
+fn warn_unfinished(host: &Host, report: &ScanReport, quiet: bool) {
     let state_dir = std::env::var_os("VIRTIO_MIGRATE_STATE_DIR")
         .filter(|v| !v.is_empty())
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(crate::host::lifecycle::DEFAULT_STATE_DIR));
-    if !global.quiet && std::fs::read_dir(&state_dir).is_ok() {
-        for e in &report.domains {
-            if let Ok(dom) = host.lookup(&e.status.uuid) {
-                if let Some(w) = crate::host::lifecycle::unfinished_warning(&state_dir, &dom) {
-                    eprintln!("{w}");
-                }
+    if quiet || std::fs::read_dir(&state_dir).is_err() {
+        return;
+    }
+    for e in &report.domains {
+        if let Ok(dom) = host.lookup(&e.status.uuid) {
+            if let Some(w) = crate::host::lifecycle::unfinished_warning(&state_dir, &dom) {
+                eprintln!("{w}");
             }
         }
     }
+}
+
+/// Run `scan` on every host named (in parallel, one thread a host): print one report; exit 0,
+/// or 1 when a host could not be scanned or some domain could not be read.
+pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
+    let uris = scan_uris(global, args)?;
+    let hosts: Vec<HostScan> = if uris.len() == 1 {
+        let one = scan_one(&uris[0], args, global);
+        // A single host that cannot be reached is the command's error, as before.
+        if let Some(e) = &one.error {
+            anyhow::bail!("{e}");
+        }
+        vec![one]
+    } else {
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = uris
+                .iter()
+                .map(|uri| scope.spawn(move || scan_one(uri, args, global)))
+                .collect();
+            handles
+                .into_iter()
+                .zip(&uris)
+                .map(|(h, uri)| {
+                    h.join().unwrap_or_else(|_| HostScan {
+                        uri: uri.clone(),
+                        host: host_label(uri),
+                        error: Some("internal error while scanning this host".into()),
+                        domains: Vec::new(),
+                        summary: build_report(uri, Vec::new()).summary,
+                    })
+                })
+                .collect()
+        })
+    };
+    let report = fleet_report(hosts);
     if global.json {
         report::print_json(&report)?;
     } else {
         let palette = Palette::for_stdout(global.color);
-        report::print_stdout(&render_human(&report, &palette, args.details))?;
+        report::print_stdout(&render_fleet(&report, &palette, args.details))?;
     }
-    Ok(if report.summary.errors > 0 {
-        EXIT_ERROR
-    } else {
-        0
-    })
+    Ok(
+        if report.summary.unreachable > 0 || report.summary.totals.errors > 0 {
+            EXIT_ERROR
+        } else {
+            0
+        },
+    )
+}
+
+/// The document for `hosts`, with the totals.
+pub fn fleet_report(hosts: Vec<HostScan>) -> FleetReport {
+    let mut totals = build_report("", Vec::new()).summary;
+    for h in &hosts {
+        totals.domains += h.summary.domains;
+        totals.candidates += h.summary.candidates;
+        totals.ide_boot += h.summary.ide_boot;
+        totals.sata_boot += h.summary.sata_boot;
+        totals.emulated_nic += h.summary.emulated_nic;
+        totals.errors += h.summary.errors;
+    }
+    FleetReport {
+        schema_version: SCHEMA_VERSION,
+        summary: FleetSummary {
+            hosts: hosts.len(),
+            unreachable: hosts.iter().filter(|h| h.error.is_some()).count(),
+            totals,
+        },
+        hosts,
+    }
+}
+
+/// The human report of a scan: one host as [`render_human`]; several with a HOST column, each
+/// host's notes and summary line, one line per host that could not be scanned, and the totals.
+pub fn render_fleet(report: &FleetReport, palette: &Palette, details: bool) -> String {
+    let as_report = |h: &HostScan| ScanReport {
+        uri: h.uri.clone(),
+        domains: h.domains.clone(),
+        summary: h.summary.clone(),
+    };
+    if let [one] = report.hosts.as_slice() {
+        if one.error.is_none() {
+            return render_human(&as_report(one), palette, details);
+        }
+    }
+    let reachable: Vec<&HostScan> = report.hosts.iter().filter(|h| h.error.is_none()).collect();
+    let with_verdict = reachable
+        .iter()
+        .any(|h| h.domains.iter().any(|e| e.verdict.is_some()));
+    let mut headers = vec!["HOST"];
+    headers.extend(table_headers(with_verdict));
+    let mut table = Table::new(&headers);
+    for h in &reachable {
+        for e in &h.domains {
+            let mut row = vec![Cell::plain(h.host.clone())];
+            row.extend(domain_row(e, with_verdict, headers.len() - 1));
+            table.push(row);
+        }
+    }
+    let mut out = table.render(palette);
+    for h in &reachable {
+        let notes = render_notes(&as_report(h), palette);
+        if !notes.is_empty() {
+            out.push('\n');
+            out.push_str(&format!(
+                "{} ({}):\n",
+                palette.paint(&h.host, Tone::Strong),
+                h.uri
+            ));
+            out.push_str(&notes);
+        }
+        if details {
+            for e in &h.domains {
+                out.push('\n');
+                out.push_str(&format!("{} ", h.host));
+                out.push_str(&render_details(e));
+            }
+        }
+    }
+    out.push('\n');
+    for h in &report.hosts {
+        match &h.error {
+            Some(e) => out.push_str(&format!(
+                "{}: {} {e}\n",
+                palette.paint(&h.host, Tone::Strong),
+                palette.paint("not scanned:", Tone::Bad)
+            )),
+            None => out.push_str(&format!("{}: {}\n", h.host, summary_line(&h.summary))),
+        }
+    }
+    let s = &report.summary;
+    out.push_str(&format!(
+        "{} {} ({} not scanned): {}\n",
+        s.hosts,
+        plural(s.hosts, "host", "hosts"),
+        s.unreachable,
+        summary_line(&s.totals)
+    ));
+    out
 }
 
 /// Scan `specs` (names, UUIDs or ids), or every domain when `specs` is empty.
@@ -247,7 +525,19 @@ pub fn add_verdicts(host: &Host, report: &mut ScanReport, parallel: usize, budge
         .map(|f| host.with_volume_paths(f))
         .collect();
     let facts: Vec<&DomainFacts> = resolved.iter().collect();
-    let verdicts = guest::assess_many(&facts, parallel, budget);
+    let verdicts = match host.file_store() {
+        Ok(store) => guest::assess_many_in(&store, &facts, parallel, budget),
+        Err(e) => {
+            // No way to read this host's images: every candidate is unknown, with the reason.
+            let why = format!("images not readable: {e}");
+            for &i in &wanted {
+                if let Some(entry) = report.domains.get_mut(i) {
+                    entry.verdict = Some(ScanVerdict::unreadable(&why));
+                }
+            }
+            return;
+        }
+    };
     for (i, v) in wanted.into_iter().zip(verdicts) {
         if let Some(e) = report.domains.get_mut(i) {
             e.verdict = Some(ScanVerdict::from_guest(&v));
@@ -353,7 +643,6 @@ pub fn build_report(uri: &str, mut entries: Vec<DomainEntry>) -> ScanReport {
         errors: entries.iter().filter(|e| e.error.is_some()).count(),
     };
     ScanReport {
-        schema_version: SCHEMA_VERSION,
         uri: uri.to_string(),
         domains: entries,
         summary,
@@ -413,10 +702,8 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     }
 }
 
-/// The aligned table, one row per domain.
-pub fn render_table(report: &ScanReport, palette: &Palette) -> String {
-    // The verdict columns appear when images were inspected (not with --no-inspect).
-    let with_verdict = report.domains.iter().any(|e| e.verdict.is_some());
+/// The table's column names.
+fn table_headers(with_verdict: bool) -> Vec<&'static str> {
     let mut headers = vec!["CANDIDATE", "NAME"];
     if with_verdict {
         headers.extend(["VIOSTOR", "VIOSCSI", "NETKVM", "HAZARDS"]);
@@ -430,57 +717,68 @@ pub fn render_table(report: &ScanReport, palette: &Palette) -> String {
         "NICS",
         "MANAGED BY",
     ]);
-    let columns = headers.len();
+    headers
+}
+
+/// The aligned table, one row per domain.
+pub fn render_table(report: &ScanReport, palette: &Palette) -> String {
+    // The verdict columns appear when images were inspected (not with --no-inspect).
+    let with_verdict = report.domains.iter().any(|e| e.verdict.is_some());
+    let headers = table_headers(with_verdict);
     let mut table = Table::new(&headers);
     for e in &report.domains {
-        let state = Cell::plain(e.status.state_display());
-        let persistence = Cell::plain(e.status.persistence_word());
-        let mut row = vec![];
-        let Some(f) = &e.definition else {
-            // Unknown without the definition; the note under the table says why.
-            row.push(Cell::toned("error", Tone::Bad));
-            row.push(Cell::plain(e.status.name.clone()));
-            if with_verdict {
-                row.extend(std::iter::repeat_n(Cell::plain("?"), 4));
-            }
-            row.push(state);
-            row.push(persistence);
-            row.resize(columns, Cell::plain("?"));
-            table.push(row);
-            continue;
-        };
-        row.push(candidate_cell(e));
-        row.push(Cell::plain(e.status.name.clone()));
-        if with_verdict {
-            match &e.verdict {
-                Some(v) => {
-                    row.push(readiness_cell(&v.blk));
-                    row.push(readiness_cell(&v.scsi));
-                    row.push(readiness_cell(&v.nic));
-                    row.push(if v.hazards.is_empty() {
-                        Cell::plain("0")
-                    } else {
-                        Cell::toned(v.hazards.len().to_string(), Tone::Warn)
-                    });
-                }
-                None => row.extend(std::iter::repeat_n(Cell::toned("-", Tone::Dim), 4)),
-            }
-        }
-        row.extend([
-            state,
-            persistence,
-            Cell::plain(platform(f)),
-            Cell::plain(hints_summary(f)),
-            boot_disk_cell(e),
-            nics_cell(f),
-            match &f.manager {
-                Some(m) => Cell::toned(m.kind.name(), Tone::Warn),
-                None => Cell::plain("-"),
-            },
-        ]);
-        table.push(row);
+        table.push(domain_row(e, with_verdict, headers.len()));
     }
     table.render(palette)
+}
+
+/// One domain's cells, `columns` of them.
+fn domain_row(e: &DomainEntry, with_verdict: bool, columns: usize) -> Vec<Cell> {
+    let state = Cell::plain(e.status.state_display());
+    let persistence = Cell::plain(e.status.persistence_word());
+    let mut row = vec![];
+    let Some(f) = &e.definition else {
+        // Unknown without the definition; the note under the table says why.
+        row.push(Cell::toned("error", Tone::Bad));
+        row.push(Cell::plain(e.status.name.clone()));
+        if with_verdict {
+            row.extend(std::iter::repeat_n(Cell::plain("?"), 4));
+        }
+        row.push(state);
+        row.push(persistence);
+        row.resize(columns, Cell::plain("?"));
+        return row;
+    };
+    row.push(candidate_cell(e));
+    row.push(Cell::plain(e.status.name.clone()));
+    if with_verdict {
+        match &e.verdict {
+            Some(v) => {
+                row.push(readiness_cell(&v.blk));
+                row.push(readiness_cell(&v.scsi));
+                row.push(readiness_cell(&v.nic));
+                row.push(if v.hazards.is_empty() {
+                    Cell::plain("0")
+                } else {
+                    Cell::toned(v.hazards.len().to_string(), Tone::Warn)
+                });
+            }
+            None => row.extend(std::iter::repeat_n(Cell::toned("-", Tone::Dim), 4)),
+        }
+    }
+    row.extend([
+        state,
+        persistence,
+        Cell::plain(platform(f)),
+        Cell::plain(hints_summary(f)),
+        boot_disk_cell(e),
+        nics_cell(f),
+        match &f.manager {
+            Some(m) => Cell::toned(m.kind.name(), Tone::Warn),
+            None => Cell::plain("-"),
+        },
+    ]);
+    row
 }
 
 fn readiness_cell(r: &Readiness) -> Cell {
@@ -810,6 +1108,15 @@ pub fn render_details(e: &DomainEntry) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_labels_are_the_uri_host() {
+        assert_eq!(host_label("qemu+ssh://root@kvm03:22/system"), "kvm03");
+        assert_eq!(host_label("qemu+ssh://kvm03/system?keyfile=/k"), "kvm03");
+        assert_eq!(host_label("qemu+ssh://root@[::1]:2222/system"), "::1");
+        assert_eq!(host_label("qemu:///system"), "local");
+        assert_eq!(host_label("test:///tmp/node.xml"), "local");
+    }
     use crate::host::PowerState;
 
     fn status(name: &str, persistent: bool) -> DomainStatus {

@@ -5,10 +5,11 @@
 //! (<https://libvirt.org/formatdomain.html>).
 //!
 //! Owns: the domain model every pipeline shares — devices, boot form, machine family, Windows
-//! hints, management layer — and [`disk_order`] (the order libvirt keeps disks in, which decides
-//! the boot disk). Imports nothing else of this crate: the inspection, the planner, the host
+//! hints, management layer — [`disk_order`] (the order libvirt keeps disks in, which decides
+//! the boot disk) and [`boot_order`] (which devices boot, in which order, as QEMU is told). Imports nothing else of this crate: the inspection, the planner, the host
 //! layer and the commands all read domains through it.
 
+pub mod boot_order;
 pub mod disk_order;
 
 use roxmltree::{Document, Node};

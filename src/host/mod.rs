@@ -10,12 +10,15 @@
 //! planned. May not import the command line ([`crate::cli`]).
 
 pub mod lifecycle;
+pub mod remote;
 
 use serde::Serialize;
 use std::fmt;
 use std::path::Path;
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use virt::connect::Connect;
+
+use crate::inspect::image::{FileStore, LocalFiles};
 use virt::domain::{
     Domain, DomainBlockedReason, DomainCrashedReason, DomainNoStateReason, DomainPMSuspendedReason,
     DomainPausedReason, DomainRunningReason, DomainShutdownReason, DomainShutoffReason,
@@ -233,6 +236,22 @@ pub struct Host {
 
 static QUIET_LIBVIRT: Once = Once::new();
 
+/// Whether a libvirt URI reaches another machine: it names a host (`qemu://h/system`,
+/// `qemu+ssh://root@h/system`) or a network transport (`+ssh`, `+libssh`, `+libssh2`, `+tcp`,
+/// `+tls`). See <https://libvirt.org/uri.html>.
+pub fn uri_is_remote(uri: &str) -> bool {
+    let Some((scheme, rest)) = uri.split_once("://") else {
+        return false;
+    };
+    let transport = scheme.split_once('+').map(|(_, t)| t).unwrap_or("");
+    if matches!(transport, "ssh" | "libssh" | "libssh2" | "tcp" | "tls") {
+        return true;
+    }
+    let authority = rest.split(['/', '?']).next().unwrap_or("");
+    let host = authority.rsplit('@').next().unwrap_or("");
+    !host.is_empty()
+}
+
 impl Host {
     /// Open `uri`. A failure says which URI, the likely cause and what to do, on one line.
     pub fn open(uri: &str, access: Access) -> Result<Host, HostError> {
@@ -265,6 +284,25 @@ impl Host {
     /// The URI this host was opened with.
     pub fn uri(&self) -> &str {
         &self.uri
+    }
+
+    /// Whether this host's files are on another machine: the URI names a host or a network
+    /// transport. `qemu+ssh://` to this very machine is still remote (its paths are not ours
+    /// to assume), `qemu:///system` and `test:///…` are local.
+    pub fn is_remote(&self) -> bool {
+        uri_is_remote(&self.uri)
+    }
+
+    /// Where this host's disk images are read from: this machine's files for a local URI;
+    /// otherwise the remote host's storage volumes, through a read-write connection of their
+    /// own (libvirt refuses downloads on a read-only one; the store only reads and refreshes
+    /// pools).
+    pub fn file_store(&self) -> Result<Arc<dyn FileStore>, HostError> {
+        if !self.is_remote() {
+            return Ok(Arc::new(LocalFiles));
+        }
+        let rw = Host::open(&self.uri, Access::ReadWrite)?;
+        Ok(Arc::new(remote::RemoteFiles::new(rw.conn, &self.uri)))
     }
 
     /// The libvirt connection, for the operations this module does not wrap.
@@ -739,5 +777,29 @@ mod tests {
             s.ends_with("(libvirt: Failed to connect socket to x: Permission denied)"),
             "{s}"
         );
+    }
+
+    #[test]
+    fn remote_uris_are_the_ones_naming_a_host_or_a_network_transport() {
+        for uri in [
+            "qemu+ssh://root@kvm01/system",
+            "qemu+ssh://root@127.0.0.1:2222/system?keyfile=/k&no_verify=1",
+            "qemu://kvm01/system",
+            "qemu+tcp://10.0.0.1/system",
+            "qemu+tls://h.example/system",
+            "qemu+libssh2://u@h/system",
+        ] {
+            assert!(uri_is_remote(uri), "{uri}");
+        }
+        for uri in [
+            "qemu:///system",
+            "qemu:///session",
+            "qemu+unix:///system",
+            "test:///default",
+            "test:///tmp/node.xml",
+            "not a uri",
+        ] {
+            assert!(!uri_is_remote(uri), "{uri}");
+        }
     }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::inspect::image::disk::{open_disk, DiskFormat, Layer};
+use crate::inspect::image::disk::{open_disk_in, DiskFormat, Layer};
 use crate::inspect::image::ntfs::{NtfsFacts, NtfsVolume};
 use crate::inspect::image::partition::{
     fs_kind_of_boot_sector, read_partition_table, FsKind, PartitionScheme, PartitionTable,
@@ -20,7 +20,7 @@ use crate::inspect::image::partition::{
 use crate::inspect::image::windows_root::{
     find_system_root, hibernation, inspect_root, Hibernation, WindowsRoot,
 };
-use crate::inspect::image::{IoStats, ReadAt, Window};
+use crate::inspect::image::{FileStore, IoStats, LocalFiles, ReadAt, Window};
 
 /// Where the format used to read a disk came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -122,8 +122,19 @@ pub fn inspect_disk(
     format_source: FormatSource,
     stats: &Arc<IoStats>,
 ) -> DiskInspection {
+    inspect_disk_in(&LocalFiles, path, format, format_source, stats)
+}
+
+/// [`inspect_disk`] with the disk's files read from `store`.
+pub fn inspect_disk_in(
+    store: &dyn FileStore,
+    path: &Path,
+    format: DiskFormat,
+    format_source: FormatSource,
+    stats: &Arc<IoStats>,
+) -> DiskInspection {
     let shown = path.display().to_string();
-    match open_disk(path, format, stats) {
+    match open_disk_in(store, path, format, stats) {
         Ok(opened) => {
             let mut d = inspect_reader(opened.reader);
             d.path = shown;
@@ -288,13 +299,14 @@ fn inspect_volume(
 /// Inspect each hard disk named by a domain XML, with its declared `<driver type>`; network and
 /// volume disks, and disks without a declared format, are "unknown" with the reason.
 pub fn inspect_domain_xml(xml: &str, stats: &Arc<IoStats>) -> Vec<DiskInspection> {
-    inspect_domain_xml_except(xml, stats, None)
+    inspect_domain_xml_except(&LocalFiles, xml, stats, None)
 }
 
 /// [`inspect_domain_xml`] without the disk whose source is shown as `skip` (the boot disk,
 /// which `inspect --domain` has read already — in a watched thread, so it is not read again in
 /// this one).
 pub fn inspect_domain_xml_except(
+    store: &dyn FileStore,
     xml: &str,
     stats: &Arc<IoStats>,
     skip: Option<&str>,
@@ -358,7 +370,8 @@ pub fn inspect_domain_xml_except(
                 continue;
             }
         };
-        out.push(inspect_disk(
+        out.push(inspect_disk_in(
+            store,
             Path::new(&path),
             format,
             FormatSource::Declared,

@@ -14,8 +14,8 @@ use crate::domain::{DiskSource, DomainFacts, MachineFamily};
 use crate::inspect::disk::{
     inspect_reader_keeping_windows, DiskHazard, DiskInspection, FormatSource,
 };
-use crate::inspect::image::disk::{open_disk, DiskFormat};
-use crate::inspect::image::{FileStats, IoStats};
+use crate::inspect::image::disk::{open_disk_in, DiskFormat};
+use crate::inspect::image::{FileStats, FileStore, IoStats, LocalFiles};
 use crate::inspect::verdict::{assess, Assessment, Hazard};
 
 /// Limits on what one guest's inspection may cost (hostile or merely huge images): past either,
@@ -110,6 +110,15 @@ pub struct GuestVerdict {
 
 /// Assess the boot disk of a domain, reading it with the format its XML declares.
 pub fn assess_domain(facts: &DomainFacts, budget: Budget) -> GuestVerdict {
+    assess_domain_in(&LocalFiles, facts, budget)
+}
+
+/// [`assess_domain`] with the disk's files read from `store` (another host's, through libvirt).
+pub fn assess_domain_in(
+    store: &dyn FileStore,
+    facts: &DomainFacts,
+    budget: Budget,
+) -> GuestVerdict {
     let started = Instant::now();
     let stats = budget.stats();
     let machine = facts.machine_family;
@@ -174,6 +183,7 @@ pub fn assess_domain(facts: &DomainFacts, budget: Budget) -> GuestVerdict {
         }
     };
     assess_path(
+        store,
         Path::new(&path),
         format,
         FormatSource::Declared,
@@ -192,6 +202,7 @@ pub fn assess_disk(
     budget: Budget,
 ) -> GuestVerdict {
     assess_path(
+        &LocalFiles,
         path,
         format,
         format_source,
@@ -202,6 +213,7 @@ pub fn assess_disk(
 }
 
 fn assess_path(
+    store: &dyn FileStore,
     path: &Path,
     format: DiskFormat,
     format_source: FormatSource,
@@ -210,7 +222,7 @@ fn assess_path(
     started: Instant,
 ) -> GuestVerdict {
     let shown = path.display().to_string();
-    let opened = match open_disk(path, format, stats) {
+    let opened = match open_disk_in(store, path, format, stats) {
         Ok(o) => o,
         Err(e) => {
             let mut v = unknown_disk(&shown, machine, format!("{e}"), started);
@@ -360,13 +372,25 @@ pub const STUCK_GRACE: Duration = Duration::from_secs(30);
 /// A guest whose inspection has not returned well after its time budget (a read
 /// blocked in the kernel: hung NFS, a dead multipath path) is `unknown` and the others go on.
 pub fn assess_many(guests: &[&DomainFacts], parallel: usize, budget: Budget) -> Vec<GuestVerdict> {
+    let store: Arc<dyn FileStore> = Arc::new(LocalFiles);
+    assess_many_in(&store, guests, parallel, budget)
+}
+
+/// [`assess_many`] with the disks' files read from `store`.
+pub fn assess_many_in(
+    store: &Arc<dyn FileStore>,
+    guests: &[&DomainFacts],
+    parallel: usize,
+    budget: Budget,
+) -> Vec<GuestVerdict> {
+    let store = store.clone();
     let owned: Vec<DomainFacts> = guests.iter().map(|f| (*f).clone()).collect();
     let patience = budget.max_time + budget.max_time.min(STUCK_GRACE);
     crate::inspect::workers::run_watched(
         owned,
         parallel,
         patience,
-        move |facts| assess_domain(facts, budget),
+        move |facts| assess_domain_in(store.as_ref(), facts, budget),
         |facts, failure| {
             let why = match failure {
                 // The readers never panic on bad input; should one still do so, that guest
@@ -389,12 +413,24 @@ pub fn assess_many(guests: &[&DomainFacts], parallel: usize, budget: Budget) -> 
 /// One guest's verdict, watched as [`assess_many`] watches each: an image on hung storage gives
 /// an `unknown` verdict instead of no answer.
 pub fn assess_watched(facts: &DomainFacts, budget: Budget) -> GuestVerdict {
-    assess_many(&[facts], 1, budget).pop().unwrap_or_else(|| {
-        unknown_disk(
-            "-",
-            facts.machine_family,
-            "the inspection did not complete".into(),
-            Instant::now(),
-        )
-    })
+    let store: Arc<dyn FileStore> = Arc::new(LocalFiles);
+    assess_watched_in(&store, facts, budget)
+}
+
+/// [`assess_watched`] with the disks' files read from `store`.
+pub fn assess_watched_in(
+    store: &Arc<dyn FileStore>,
+    facts: &DomainFacts,
+    budget: Budget,
+) -> GuestVerdict {
+    assess_many_in(store, &[facts], 1, budget)
+        .pop()
+        .unwrap_or_else(|| {
+            unknown_disk(
+                "-",
+                facts.machine_family,
+                "the inspection did not complete".into(),
+                Instant::now(),
+            )
+        })
 }

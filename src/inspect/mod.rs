@@ -6,6 +6,8 @@
 //! - [`hive`]: the registry hive reader (lazy, with log replay);
 //! - [`guestfs`]: the guest file system as the verdict sees it (a trait: an NTFS volume, or a
 //!   host directory in tests);
+//! - [`pe`]: what a driver file is (PE machine, subsystem, embedded signature and its signer,
+//!   file version), read lazily from the guest file system;
 //! - [`windows`]: Windows facts from the hives (control set, version, architecture, …);
 //! - [`verdict`]: the readiness rules, each check with its evidence, and the hazards;
 //! - [`disk`]: one disk from image to Windows root, as data;
@@ -26,6 +28,7 @@ pub mod guest;
 pub mod guestfs;
 pub mod hive;
 pub mod image;
+pub mod pe;
 pub mod verdict;
 pub mod windows;
 pub mod workers;

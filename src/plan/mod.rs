@@ -13,10 +13,18 @@
 //!   (`sda`…`sdg` → controller 0) and would put them on the old controller.
 //! - CD-ROMs, floppies, LUNs and every controller stay. The IDE controller is never removed: the
 //!   CD-ROMs may still use it, and on i440fx libvirt re-adds the built-in one anyway.
-//! - Boot order keeps its form. Per-device `<boot order>` elements travel with their disks. With
-//!   `<os><boot dev='hd'/>` (or no boot element at all) QEMU boots from the first hard disk in
-//!   libvirt's disk order; the plan proves the boot disk is still first after the renames, and blocks
-//!   (with a way out) when another disk would take its place.
+//! - Boot order (see [`crate::domain::boot_order`]): per-device `<boot order>` elements travel with
+//!   their disks. With `<os><boot dev=…/>` (or no boot element at all) libvirt gives QEMU's
+//!   `bootindex` to the first device of each kind in its disk order, which depends on buses and
+//!   target names. When the planned names would boot another device (the root losing its index to
+//!   an existing virtio data disk `vda`, say), or whenever the root moves while other hard disks
+//!   exist, the plan makes the order explicit, losslessly: every device that boots now gets
+//!   `<boot order='N'/>` with the `bootindex` it has now (`hd` → the root disk, `cdrom` → the first
+//!   CD-ROM, `fd` → the first floppy in libvirt's order, `network` → the first interface) and the
+//!   `<os><boot>` elements go (libvirt refuses both forms together); `<bootmenu>`, loader, NVRAM
+//!   and the rest of `<os>` stay. No other disk is renamed to make room, and a disk that does not
+//!   move gets nothing but its `<boot order>`. The planner's own check proves the planned
+//!   definition boots the same devices in the same order.
 //! - NICs that QEMU emulates (or without a model) get `<model type='virtio'/>`, MAC and PCI address
 //!   kept — when netkvm is ready (`NicPolicy::Auto`), always, or never. `hostdev` interfaces (device
 //!   pass-through) are never touched.
@@ -28,8 +36,8 @@
 //! - driver not ready for the target bus: not overridable (the guest would not boot);
 //! - managed domain (CloudStack, Nova, oVirt, OpenNebula): overridable, with a warning that the
 //!   manager will undo the edit;
-//! - transient domain, boot disk would lose its place, a property the new bus cannot carry, the
-//!   planner's own checks failing: not overridable.
+//! - transient domain, a boot order that cannot be made explicit (a domain type other than QEMU/KVM),
+//!   a property the new bus cannot carry, the planner's own checks failing: not overridable.
 //!
 //! A domain with nothing to change gives an empty plan (no changes, no blockers).
 //!
@@ -48,8 +56,9 @@ use std::collections::BTreeSet;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::domain::disk_order::{self, OrderKey};
-use crate::domain::{self, BootForm, DiskBus, DomainFacts, MachineFamily, ManagerKind};
+use crate::domain::boot_order::{self, BootEntry, BootSequence, DeviceRef, OsBootKind, Written};
+use crate::domain::disk_order;
+use crate::domain::{self, DiskBus, DiskDevice, DomainFacts, MachineFamily, ManagerKind};
 use rewrite::{AddressEdit, DriveAddress, Edit};
 
 /// The bus the hard disks move to.
@@ -208,6 +217,8 @@ pub enum ChangeKind {
     ControllerAdded,
     /// A NIC model changes.
     NicModel,
+    /// The boot order is made explicit (per-device `<boot order>` instead of `<os><boot>`).
+    BootOrder,
 }
 
 /// One change to the domain definition: which element, from what, to what, and why.
@@ -239,7 +250,7 @@ pub enum BlockerKind {
     Managed,
     /// The domain is transient.
     Transient,
-    /// The boot disk would not stay the first boot disk.
+    /// The boot order would change and cannot be made explicit.
     BootOrder,
     /// A disk property the target bus cannot carry.
     Unsupported,
@@ -318,7 +329,8 @@ pub struct Plan {
     pub readiness: Option<GuestReadiness>,
     /// The boot disk's target before the change.
     pub boot_disk: Option<String>,
-    /// The changes: the disks (boot disk first, then document order), the controller, the NICs.
+    /// The changes: the disks (boot disk first, then document order), the controller, the NICs,
+    /// the boot order.
     pub changes: Vec<Change>,
     /// Why it must not run.
     pub blockers: Vec<Blocker>,
@@ -598,48 +610,7 @@ pub fn plan(
         }
     }
 
-    // 4. The boot disk must stay the first boot disk.
-    let boot_by_order = matches!(facts.boot_form, BootForm::OsBoot(_) | BootForm::Default);
-    if let (true, Some(boot)) = (boot_by_order, facts.boot_disk) {
-        let keys: Vec<OrderKey> = facts
-            .disks
-            .iter()
-            .enumerate()
-            .map(|(i, d)| match moves.iter().find(|m| m.position == i) {
-                Some(m) => OrderKey {
-                    bus: opts.bus.as_str().to_string(),
-                    dev: m.new_target.clone(),
-                },
-                None => OrderKey {
-                    bus: disk_nodes.get(i).map(|n| raw_bus(*n)).unwrap_or_default(),
-                    dev: d.target.clone(),
-                },
-            })
-            .collect();
-        let first = disk_order::libvirt_order(&keys)
-            .into_iter()
-            .find(|&i| facts.disks.get(i).is_some_and(|d| d.is_hard_disk()));
-        if first != Some(boot) && !moves.is_empty() {
-            let (name, bus) = first
-                .and_then(|i| keys.get(i))
-                .map(|k| (k.dev.clone(), k.bus.clone()))
-                .unwrap_or_default();
-            let boot_new = moves.iter().find(|m| m.is_boot).map_or_else(
-                || plan.boot_disk.clone().unwrap_or_default(),
-                |m| m.new_target.clone(),
-            );
-            plan.block(
-                BlockerKind::BootOrder,
-                format!(
-                    "with <os><boot dev='hd'/> QEMU boots from the first hard disk in libvirt's order, which would be {name} ({bus}) instead of the boot disk ({boot_new}); convert with --bus {} or give the disks per-device <boot order> first",
-                    if opts.bus == TargetBus::Virtio { "scsi" } else { "virtio" }
-                ),
-                false,
-            );
-        }
-    }
-
-    // 5. Disk edits and changes.
+    // 4. Disk edits and changes.
     let readiness_word = |bus: TargetBus| match readiness {
         None => "drivers not checked".to_string(),
         Some(r) => format!("{} {}", bus.driver(), r.for_bus(bus)),
@@ -697,7 +668,7 @@ pub fn plan(
         plan.changes.push(c);
     }
 
-    // 6. NICs.
+    // 5. NICs.
     let nic_ready = readiness.map(|r| &r.nic);
     for nic in &facts.nics {
         if !nic.is_emulated() || nic.kind == "hostdev" {
@@ -763,6 +734,19 @@ pub fn plan(
             ),
         });
     }
+
+    // 6. The boot order: made explicit where the planned names would boot another device, or where
+    //    the root moves beside other hard disks.
+    let boot_before = boot_order::effective(doc.root_element());
+    let expected_boot = boot_order_edits(
+        &mut plan,
+        &facts,
+        original_xml,
+        &boot_before,
+        &moves,
+        opts,
+        &mut edits,
+    )?;
 
     if plan.changes.is_empty() {
         return Ok(plan);
@@ -860,16 +844,7 @@ pub fn plan(
     }
 
     // 9. The planner's own checks of the new XML.
-    let boot_blocked = plan
-        .blockers
-        .iter()
-        .any(|b| b.kind == BlockerKind::BootOrder);
-    let expected_boot = if boot_by_order && !boot_blocked {
-        facts.boot_disk
-    } else {
-        None
-    };
-    for problem in validate::check(&plan.new_xml, expected_boot) {
+    for problem in validate::check(&plan.new_xml, expected_boot.as_deref()) {
         plan.block(
             BlockerKind::CheckFailed,
             format!("the planned definition fails a check: {problem}"),
@@ -877,6 +852,167 @@ pub fn plan(
         );
     }
     Ok(plan)
+}
+
+/// Step 6 of [`plan`]: whether the boot order must be made explicit and, when it must, its edits
+/// and its change (or a blocker when it cannot be). Returns the devices the planned definition
+/// must boot, in boot order (`None` when the plan is blocked on it).
+fn boot_order_edits(
+    plan: &mut Plan,
+    facts: &DomainFacts,
+    original_xml: &str,
+    before: &BootSequence,
+    moves: &[DiskMove],
+    opts: &PlanOptions,
+    edits: &mut Vec<Edit>,
+) -> anyhow::Result<Option<Vec<DeviceRef>>> {
+    let expected = before.devices();
+    if before.written == Written::PerDevice || moves.is_empty() {
+        // Per-device orders travel with their devices; without a moved disk nothing changes.
+        return Ok(Some(expected));
+    }
+    // What would boot with the planned names and the boot form kept.
+    let trial = rewrite::apply(original_xml, edits).context("rewriting the definition")?;
+    let trial_doc =
+        roxmltree::Document::parse(&trial).context("reading the rewritten definition")?;
+    let after = boot_order::effective(trial_doc.root_element());
+
+    let new_name = |position: usize| -> String {
+        moves
+            .iter()
+            .find(|m| m.position == position)
+            .map(|m| m.new_target.clone())
+            .or_else(|| facts.disks.get(position).map(|d| d.target.clone()))
+            .unwrap_or_default()
+    };
+    let label = |d: &DeviceRef| -> String {
+        match d.element.as_str() {
+            "disk" => new_name(d.position),
+            "interface" => format!(
+                "interface {}",
+                facts
+                    .nics
+                    .get(d.position)
+                    .and_then(|n| n.mac.clone())
+                    .unwrap_or_else(|| d.position.to_string())
+            ),
+            other => format!("{other} {}", d.position),
+        }
+    };
+    let role = |e: &BootEntry| -> String {
+        match e.kind {
+            Some(OsBootKind::Hd) => "the root".to_string(),
+            Some(OsBootKind::Cdrom) => format!("the CD-ROM {}", label(&e.device)),
+            Some(OsBootKind::Fd) => format!("the floppy {}", label(&e.device)),
+            Some(OsBootKind::Network) | None => label(&e.device),
+        }
+    };
+    let mut lost = Vec::new();
+    for e in &before.entries {
+        let now = after.entries.iter().find(|a| a.index == e.index);
+        if now.map(|a| &a.device) == Some(&e.device) {
+            continue;
+        }
+        lost.push(match now {
+            Some(a) => format!(
+                "{} would otherwise lose bootindex {} to {}",
+                role(e),
+                e.index,
+                label(&a.device)
+            ),
+            None => format!("{} would otherwise lose bootindex {}", role(e), e.index),
+        });
+    }
+    let root = before
+        .entries
+        .iter()
+        .find(|e| e.kind == Some(OsBootKind::Hd))
+        .map(|e| e.device.position);
+    let root_moves = root.is_some_and(|r| moves.iter().any(|m| m.position == r));
+    let other_hard_disks = facts
+        .disks
+        .iter()
+        .filter(|d| matches!(d.device, DiskDevice::Disk | DiskDevice::Lun))
+        .filter(|d| Some(d.position) != root)
+        .count();
+    if lost.is_empty() && !(root_moves && other_hard_disks > 0) {
+        return Ok(Some(expected));
+    }
+
+    let written = match &before.written {
+        Written::OsBoot(kinds) => format!(
+            "{} in <os>",
+            kinds
+                .iter()
+                .map(|k| format!("<boot dev='{}'/>", k.as_str()))
+                .collect::<Vec<_>>()
+                .join("")
+        ),
+        _ => "no boot element (libvirt's default <boot dev='hd'/>)".to_string(),
+    };
+    // libvirt's other drivers do not all take per-device boot elements (libxl, for one, boots
+    // by <os><boot> only): there the order cannot be expressed, so the plan stops.
+    if !matches!(facts.domain_type.as_str(), "kvm" | "qemu") {
+        let what = if lost.is_empty() {
+            "the root moves beside other hard disks".to_string()
+        } else {
+            lost.join("; ")
+        };
+        plan.block(
+            BlockerKind::BootOrder,
+            format!(
+                "the boot order cannot be kept: {what}; making it explicit takes per-device <boot order> elements, which this tool writes for QEMU/KVM domains only (this domain is type '{}', booting by {written})",
+                facts.domain_type
+            ),
+            false,
+        );
+        return Ok(None);
+    }
+
+    for e in &before.entries {
+        edits.push(Edit::BootOrder {
+            device: e.device.clone(),
+            order: e.index,
+        });
+    }
+    if matches!(before.written, Written::OsBoot(_)) {
+        edits.push(Edit::RemoveOsBoot);
+    }
+    let why = if lost.is_empty() {
+        format!(
+            "boot order made explicit: the root ({}) moves to {} beside {other_hard_disks} other hard disk{}; with {written} the disk that boots depends on the disks' buses and names, with per-device <boot order> it does not",
+            root.map(new_name).unwrap_or_default(),
+            opts.bus.as_str(),
+            if other_hard_disks == 1 { "" } else { "s" }
+        )
+    } else {
+        format!("boot order made explicit: {}", lost.join("; "))
+    };
+    plan.changes.push(Change {
+        kind: ChangeKind::BootOrder,
+        element: "boot order".to_string(),
+        from: written,
+        to: format!(
+            "per-device <boot order>: {}",
+            before
+                .entries
+                .iter()
+                .map(|e| format!(
+                    "{}{} {}",
+                    label(&e.device),
+                    if e.kind == Some(OsBootKind::Hd) {
+                        " (root)"
+                    } else {
+                        ""
+                    },
+                    e.index
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        why,
+    });
+    Ok(Some(expected))
 }
 
 /// The durable change in the manager's own terms, for the chosen bus.
@@ -899,15 +1035,6 @@ fn durable_change(manager: &domain::Manager, facts: &DomainFacts, bus: TargetBus
         ),
         ManagerKind::Ovirt | ManagerKind::OpenNebula => manager.durable_change.clone(),
     }
-}
-
-/// The `bus` attribute of a disk's target as written (empty when absent).
-fn raw_bus(disk: roxmltree::Node) -> String {
-    rewrite::children_named(disk, "target")
-        .next()
-        .and_then(|t| t.attribute("bus"))
-        .unwrap_or("")
-        .to_string()
 }
 
 /// The (controller, unit) a SCSI disk occupies: its drive address, else what libvirt derives from

@@ -12,6 +12,8 @@ use std::ops::Range;
 
 use roxmltree::{Document, Node};
 
+use crate::domain::boot_order::DeviceRef;
+
 /// What went wrong while applying edits (a planner bug or a document that changed under it).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RewriteError {
@@ -27,6 +29,9 @@ pub enum RewriteError {
     /// An edit names an interface that does not exist.
     #[error("no <interface> number {0} under <devices>")]
     NoSuchInterface(usize),
+    /// An edit names a device that does not exist.
+    #[error("no <{0}> number {1} under <devices>")]
+    NoSuchDevice(String, usize),
     /// A disk has no `<target>` element to rename.
     #[error("<disk> number {0} has no <target> element")]
     NoTarget(usize),
@@ -85,6 +90,16 @@ pub enum Edit {
         /// The new model type (`virtio`).
         model: String,
     },
+    /// Give a device its own `<boot order='N'/>` (the value replaced when it has one).
+    BootOrder {
+        /// The device (`disk`, `interface`, … by position among its kind, in document order).
+        device: DeviceRef,
+        /// The order (QEMU's `bootindex`).
+        order: u32,
+    },
+    /// Remove every `<os><boot dev>` element: per-device orders replace them (libvirt refuses
+    /// the two forms together). `<bootmenu>` and the rest of `<os>` stay.
+    RemoveOsBoot,
 }
 
 /// One splice: replace the bytes in `range` with `text`.
@@ -120,6 +135,23 @@ pub fn apply(xml: &str, edits: &[Edit]) -> Result<String, RewriteError> {
                     .nth(*nic)
                     .ok_or(RewriteError::NoSuchInterface(*nic))?;
                 nic_model(xml, node, model, &mut splices);
+            }
+            Edit::BootOrder { device, order } => {
+                let node = devices
+                    .children()
+                    .filter(|c| is_libvirt(*c, &device.element))
+                    .nth(device.position)
+                    .ok_or_else(|| {
+                        RewriteError::NoSuchDevice(device.element.clone(), device.position)
+                    })?;
+                boot_order(xml, node, *order, &mut splices);
+            }
+            Edit::RemoveOsBoot => {
+                for os in children_named(doc.root_element(), "os") {
+                    for boot in children_named(os, "boot") {
+                        remove_element(boot, &mut splices);
+                    }
+                }
             }
         }
     }
@@ -218,6 +250,36 @@ fn nic_model(xml: &str, interface: Node, model: &str, splices: &mut Vec<Splice>)
         None => {
             let last = interface.children().rfind(|c| c.is_element());
             insert_child(xml, interface, last, &element, splices);
+        }
+    }
+}
+
+/// Give `device` the per-device `<boot order='order'/>`: set the value of its `<boot>` when it has
+/// one; else a new element — in a disk right after `<target>` (where libvirt writes it when no
+/// `<readonly>` or `<serial>` follows; the schema takes a disk's children in any order, and the
+/// target's own edits stay inside its tag), elsewhere before `<alias>`/`<address>` (libvirt's
+/// place), else as the last child.
+fn boot_order(xml: &str, device: Node, order: u32, splices: &mut Vec<Splice>) {
+    let value = order.to_string();
+    if let Some(existing) = children_named(device, "boot").next() {
+        set_attribute(xml, existing, "order", &value, splices);
+        return;
+    }
+    let element = format!("<boot order={q}{value}{q}/>", q = quote_of(xml, device));
+    if device.tag_name().name() == "disk" {
+        if let Some(target) = children_named(device, "target").next() {
+            insert_child(xml, device, Some(target), &element, splices);
+            return;
+        }
+    }
+    match device
+        .children()
+        .find(|c| is_libvirt(*c, "alias") || is_libvirt(*c, "address"))
+    {
+        Some(anchor) => insert_before(xml, anchor, &element, splices),
+        None => {
+            let last = device.children().rfind(|c| c.is_element());
+            insert_child(xml, device, last, &element, splices);
         }
     }
 }
@@ -454,6 +516,58 @@ mod tests {
         assert_eq!(
             out,
             "<domain><devices>\n  <disk type='file' device='disk'>\n    <source file='/a'/>\n    <target dev='vda' bus='virtio'/>\n    <!-- keep -->\n  </disk>\n</devices></domain>"
+        );
+    }
+
+    #[test]
+    fn boot_order_goes_after_the_target_and_os_boot_goes() {
+        let xml = "<domain>\n  <os>\n    <type>hvm</type>\n    <boot dev='cdrom'/>\n    <boot dev='hd'/>\n    <bootmenu enable='yes'/>\n  </os>\n  <devices>\n    <disk type='file' device='disk'>\n      <target dev='hda' bus='ide'/>\n      <address type='drive' controller='0' bus='0' target='0' unit='0'/>\n    </disk>\n    <disk device=\"cdrom\">\n      <target dev=\"hdc\" bus=\"ide\"/>\n      <readonly/>\n    </disk>\n    <interface type='user'>\n      <mac address='52:54:00:00:00:01'/>\n      <address type='pci' slot='0x03'/>\n    </interface>\n  </devices>\n</domain>\n";
+        let edits = [
+            Edit::DiskBus {
+                disk: 0,
+                bus: "virtio".into(),
+                dev: "vdb".into(),
+                address: AddressEdit::Remove,
+            },
+            Edit::BootOrder {
+                device: DeviceRef::disk(1),
+                order: 1,
+            },
+            Edit::BootOrder {
+                device: DeviceRef::disk(0),
+                order: 2,
+            },
+            Edit::BootOrder {
+                device: DeviceRef::interface(0),
+                order: 3,
+            },
+            Edit::RemoveOsBoot,
+        ];
+        let out = apply(xml, &edits).unwrap();
+        assert_eq!(
+            out,
+            "<domain>\n  <os>\n    <type>hvm</type>\n    <bootmenu enable='yes'/>\n  </os>\n  <devices>\n    <disk type='file' device='disk'>\n      <target dev='vdb' bus='virtio'/>\n      <boot order='2'/>\n    </disk>\n    <disk device=\"cdrom\">\n      <target dev=\"hdc\" bus=\"ide\"/>\n      <boot order=\"1\"/>\n      <readonly/>\n    </disk>\n    <interface type='user'>\n      <mac address='52:54:00:00:00:01'/>\n      <boot order='3'/>\n      <address type='pci' slot='0x03'/>\n    </interface>\n  </devices>\n</domain>\n"
+        );
+        // An existing order is renumbered in place; a missing device is an error.
+        let with_order =
+            "<domain><devices><disk><target dev='vda'/><boot order='4'/></disk></devices></domain>";
+        let edit = Edit::BootOrder {
+            device: DeviceRef::disk(0),
+            order: 1,
+        };
+        assert_eq!(
+            apply(with_order, std::slice::from_ref(&edit)).unwrap(),
+            "<domain><devices><disk><target dev='vda'/><boot order='1'/></disk></devices></domain>"
+        );
+        assert_eq!(
+            apply(
+                with_order,
+                &[Edit::BootOrder {
+                    device: DeviceRef::interface(0),
+                    order: 1
+                }]
+            ),
+            Err(RewriteError::NoSuchDevice("interface".into(), 0))
         );
     }
 

@@ -2,7 +2,8 @@
 //!
 //! - [`check`]: the project's own rules, pure — no drive address on a virtio disk, unique targets, no
 //!   mixed boot forms, a SCSI controller for every SCSI disk, nothing on a disk its bus cannot carry,
-//!   and (for `<os><boot dev='hd'/>`) the expected boot disk first in libvirt's disk order.
+//!   and the same devices booting in the same order as before (QEMU's `bootindex` as libvirt gives
+//!   it out, see [`crate::domain::boot_order`]).
 //! - [`schema`]: libvirt's own parser and RNG schema, through an in-process `test:///default`
 //!   connection with `VIR_DOMAIN_DEFINE_VALIDATE`. The test driver keeps its domains in the memory of
 //!   this process only; the domain is undefined again at once. The test driver accepts some things
@@ -14,7 +15,8 @@ use std::sync::Mutex;
 
 use roxmltree::{Document, Node};
 
-use crate::domain::disk_order::{self, libvirt_order, order_keys};
+use crate::domain::boot_order::{self, DeviceRef};
+use crate::domain::disk_order;
 use crate::plan::rewrite::{children_named, devices};
 
 /// One failed check.
@@ -38,12 +40,12 @@ pub enum CheckFailure {
     /// A disk carries something its bus cannot.
     #[error("disk {0}: {1}")]
     Unsupported(String, String),
-    /// The boot disk is not first in libvirt's disk order.
-    #[error("the boot disk (disk number {expected}) is not the first hard disk in libvirt's order; {found} is")]
-    BootDiskNotFirst {
-        /// Position of the expected boot disk among the `<disk>` elements.
-        expected: usize,
-        /// Target of the disk that comes first instead.
+    /// The planned definition does not boot the same devices in the same order.
+    #[error("the planned definition boots {found} where the current one boots {expected}")]
+    BootSequenceChanged {
+        /// The devices the current definition boots, in order.
+        expected: String,
+        /// The devices the planned one boots, in order.
         found: String,
     },
 }
@@ -107,9 +109,10 @@ pub fn unsupported_on_bus(disk: Node, bus: &str) -> Vec<BusProperty> {
     out
 }
 
-/// The project's own checks of a domain definition. `expected_boot`: when the domain boots by
-/// `<os><boot dev='hd'/>` (or by default), the position of the disk that must come first.
-pub fn check(xml: &str, expected_boot: Option<usize>) -> Vec<CheckFailure> {
+/// The project's own checks of a domain definition. `expected_boot`: the devices that must boot,
+/// in boot order (those of the current definition: the planner's rewrite keeps disks and
+/// interfaces in their places, so their positions name the same devices in both).
+pub fn check(xml: &str, expected_boot: Option<&[DeviceRef]>) -> Vec<CheckFailure> {
     let doc = match Document::parse(xml) {
         Ok(d) => d,
         Err(e) => return vec![CheckFailure::NotADomain(e.to_string())],
@@ -180,22 +183,38 @@ pub fn check(xml: &str, expected_boot: Option<usize>) -> Vec<CheckFailure> {
     }
 
     if let Some(expected) = expected_boot {
-        let keys = order_keys(devices);
-        let first = libvirt_order(&keys).into_iter().find(|&i| {
-            disks
-                .get(i)
-                .is_some_and(|d| d.attribute("device").unwrap_or("disk") == "disk")
-        });
-        if first != Some(expected) {
-            out.push(CheckFailure::BootDiskNotFirst {
-                expected,
-                found: first
-                    .and_then(|i| keys.get(i))
-                    .map_or_else(|| "no disk".to_string(), |k| k.dev.clone()),
+        let found = boot_order::effective(doc.root_element()).devices();
+        if found != expected {
+            let name = |list: &[DeviceRef]| -> String {
+                if list.is_empty() {
+                    return "nothing".to_string();
+                }
+                list.iter()
+                    .map(|d| describe(&disks, d))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            out.push(CheckFailure::BootSequenceChanged {
+                expected: name(expected),
+                found: name(&found),
             });
         }
     }
     out
+}
+
+/// A device for a message: a disk by its target name, anything else by element and number.
+fn describe(disks: &[Node], device: &DeviceRef) -> String {
+    if device.element == "disk" {
+        if let Some(dev) = disks
+            .get(device.position)
+            .and_then(|d| children_named(*d, "target").next())
+            .and_then(|t| t.attribute("dev"))
+        {
+            return format!("disk {dev}");
+        }
+    }
+    format!("{} {}", device.element, device.position)
 }
 
 /// Serialises schema checks: `test:///default` connections in one process share their state.
@@ -248,7 +267,7 @@ mod tests {
             <disk device='disk'><target dev='vda' bus='virtio'/><wwn>5000c50015ea71ac</wwn></disk>\
             <disk device='disk'><target dev='sdb' bus='scsi'/></disk>\
             </devices></domain>";
-        let failures = check(xml, Some(2));
+        let failures = check(xml, Some(&[DeviceRef::disk(2)]));
         let expect = [
             CheckFailure::DriveAddressOnVirtio("vda".into()),
             CheckFailure::Unsupported(
@@ -258,9 +277,9 @@ mod tests {
             CheckFailure::NoScsiController("sdb".into(), 0),
             CheckFailure::DuplicateTarget("vda".into()),
             CheckFailure::MixedBootForms,
-            CheckFailure::BootDiskNotFirst {
-                expected: 2,
-                found: "vda".into(),
+            CheckFailure::BootSequenceChanged {
+                expected: "disk sdb".into(),
+                found: "disk vda".into(),
             },
         ];
         assert_eq!(failures, expect);

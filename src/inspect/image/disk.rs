@@ -9,7 +9,6 @@
 use std::ffi::OsStr;
 use std::fmt;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -17,7 +16,7 @@ use std::sync::Arc;
 use super::compression::CompressionType;
 use super::error::ImageError;
 use super::qcow2::{resolve_relative, Qcow2Image, QCOW2_MAGIC};
-use super::{HostFile, IoStats, ReadAt};
+use super::{FileStore, IoStats, LocalFiles, ReadAt};
 
 /// Most images in one backing chain (the disk itself included).
 pub const MAX_CHAIN_DEPTH: usize = 16;
@@ -98,12 +97,12 @@ pub struct Layer {
 }
 
 impl Layer {
-    fn raw(path: &Path, file: &HostFile) -> Layer {
+    fn raw(path: &Path, size: u64) -> Layer {
         Layer {
             path: path.to_path_buf(),
             format: DiskFormat::Raw,
-            virtual_size: file.size(),
-            file_size: file.size(),
+            virtual_size: size,
+            file_size: size,
             qcow2_version: None,
             cluster_size: None,
             compression: None,
@@ -151,7 +150,8 @@ pub struct OpenedDisk {
 
 /// Open the disk at `path` as `format` (the format libvirt declares), with its backing chain.
 ///
-/// Every host file is opened through [`HostFile`], so `stats` counts each byte read.
+/// Every file is opened from this machine ([`LocalFiles`]); [`open_disk_in`] takes another
+/// [`FileStore`]. `stats` counts each byte read.
 ///
 /// Backing chain rules (qcow2 only; a raw file has no backing):
 /// - a relative backing name is resolved against the directory of the image that names it;
@@ -166,18 +166,30 @@ pub fn open_disk(
     format: DiskFormat,
     stats: &Arc<IoStats>,
 ) -> Result<OpenedDisk, ImageError> {
+    open_disk_in(&LocalFiles, path, format, stats)
+}
+
+/// [`open_disk`] with every file of the chain opened from `store` (this machine's files, or
+/// another host's through libvirt).
+pub fn open_disk_in(
+    store: &dyn FileStore,
+    path: &Path,
+    format: DiskFormat,
+    stats: &Arc<IoStats>,
+) -> Result<OpenedDisk, ImageError> {
     let mut chain = Vec::new();
     let mut seen = Vec::new();
-    let reader = open_layer(path, format, stats, &mut chain, &mut seen)?;
+    let reader = open_layer(store, path, format, stats, &mut chain, &mut seen)?;
     Ok(OpenedDisk { reader, chain })
 }
 
 fn open_layer(
+    store: &dyn FileStore,
     path: &Path,
     format: DiskFormat,
     stats: &Arc<IoStats>,
     chain: &mut Vec<Layer>,
-    seen: &mut Vec<(u64, u64, PathBuf)>,
+    seen: &mut Vec<(String, PathBuf)>,
 ) -> Result<Arc<dyn ReadAt>, ImageError> {
     if chain.len() >= MAX_CHAIN_DEPTH {
         return Err(ImageError::ChainTooDeep {
@@ -185,14 +197,11 @@ fn open_layer(
             limit: MAX_CHAIN_DEPTH,
         });
     }
-    let meta = std::fs::metadata(path).map_err(|source| ImageError::Open {
+    let file = store.open(path, stats).map_err(|source| ImageError::Open {
         path: path.to_path_buf(),
         source,
     })?;
-    if let Some((_, _, first)) = seen
-        .iter()
-        .find(|(dev, ino, _)| *dev == meta.dev() && *ino == meta.ino())
-    {
+    if let Some((_, first)) = seen.iter().find(|(id, _)| *id == file.identity) {
         return Err(ImageError::ChainLoop {
             path: chain
                 .last()
@@ -200,18 +209,14 @@ fn open_layer(
             again: first.clone(),
         });
     }
-    seen.push((meta.dev(), meta.ino(), path.to_path_buf()));
+    seen.push((file.identity.clone(), path.to_path_buf()));
     match format {
         DiskFormat::Raw => {
-            let file = HostFile::open(path, stats).map_err(|source| ImageError::Open {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            chain.push(Layer::raw(path, &file));
-            Ok(Arc::new(file))
+            chain.push(Layer::raw(path, file.reader.size()));
+            Ok(file.reader)
         }
         DiskFormat::Qcow2 => {
-            let img = Qcow2Image::open(path, stats)?;
+            let img = Qcow2Image::open_file(store, path, file.reader, stats)?;
             chain.push(Layer::qcow2(&img));
             let Some(name) = img.header().backing_file.clone() else {
                 return Ok(Arc::new(img));
@@ -225,19 +230,11 @@ fn open_layer(
                 return Err(backing_err(why));
             }
             let backing_path = resolve_relative(path, &name);
-            let meta = std::fs::metadata(&backing_path)
-                .map_err(|e| backing_err(format!("cannot open {}: {e}", backing_path.display())))?;
-            if meta.is_dir() {
-                return Err(backing_err(format!(
-                    "{} is a directory, not a disk image",
-                    backing_path.display()
-                )));
-            }
             let backing_format = match img.header().backing_format.as_deref() {
                 Some(f) => f.parse::<DiskFormat>().map_err(|_| {
                     backing_err(format!("backing format {f:?} is not supported (raw, qcow2)"))
                 })?,
-                None => match probe_counted(&backing_path, stats).map_err(|e| {
+                None => match probe_in(store, &backing_path, stats).map_err(|e| {
                     backing_err(format!("cannot read {}: {e}", backing_path.display()))
                 })? {
                     DiskFormat::Raw => DiskFormat::Raw,
@@ -250,7 +247,13 @@ fn open_layer(
                     }
                 },
             };
-            let backing = open_layer(&backing_path, backing_format, stats, chain, seen)?;
+            let backing = open_layer(store, &backing_path, backing_format, stats, chain, seen)
+                .map_err(|e| match e {
+                    ImageError::Open { path, source } if path == backing_path => {
+                        backing_err(format!("cannot open {}: {source}", path.display()))
+                    }
+                    other => other,
+                })?;
             Ok(Arc::new(img.with_backing(backing)))
         }
     }
@@ -282,12 +285,12 @@ fn network_backing(name: &OsStr) -> Option<String> {
 /// written by the guest, which can make it look like a qcow2 image with a backing file of its
 /// choosing. For those, use the format the domain XML declares.
 pub fn probe_format(path: &Path) -> io::Result<DiskFormat> {
-    probe_counted(path, &IoStats::new())
+    probe_in(&LocalFiles, path, &IoStats::new())
 }
 
-/// [`probe_format`] with the read counted in `stats`.
-fn probe_counted(path: &Path, stats: &IoStats) -> io::Result<DiskFormat> {
-    let file = HostFile::open(path, stats)?;
+/// [`probe_format`] of a file of `store`, with the read counted in `stats`.
+fn probe_in(store: &dyn FileStore, path: &Path, stats: &IoStats) -> io::Result<DiskFormat> {
+    let file = store.open(path, stats)?.reader;
     let mut head = [0u8; 8];
     if file.size() < head.len() as u64 {
         return Ok(DiskFormat::Raw);

@@ -4,8 +4,10 @@
 //! [`ReadAt`]: positioned reads with no shared cursor, so one open image can serve many lookups,
 //! and a window of it (a partition, a file inside NTFS) is just another `ReadAt`.
 //!
-//! Host files are opened through [`HostFile`], which counts every read into an [`IoStats`] so
-//! `--stats` and the benchmarks can report what a lookup really cost.
+//! Host files are opened through a [`FileStore`]: [`LocalFiles`] opens them on this machine as
+//! [`HostFile`]s; the host layer offers one that reads another host's files through libvirt. Either
+//! way every read is counted into an [`IoStats`] (and charged to its budget) so `--stats` and the
+//! benchmarks can report what a lookup really cost.
 
 pub mod compression;
 pub mod disk;
@@ -144,6 +146,14 @@ pub struct FileCounter {
 }
 
 impl FileCounter {
+    /// Account for one read of `len` bytes: refused once the inspection's budget is spent.
+    pub fn charge(&self, len: usize) -> io::Result<()> {
+        self.budget.charge(len)?;
+        self.reads.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+        Ok(())
+    }
+
     pub fn bytes(&self) -> u64 {
         self.bytes.load(Ordering::Relaxed)
     }
@@ -214,6 +224,40 @@ impl IoStats {
     /// Total bytes read from all files.
     pub fn total_bytes(&self) -> u64 {
         self.snapshot().iter().map(|f| f.bytes_read).sum()
+    }
+}
+
+/// A file of a disk's chain, opened for reading through a [`FileStore`].
+pub struct StoreFile {
+    /// Its bytes; every read counted and budgeted.
+    pub reader: Arc<dyn ReadAt>,
+    /// What makes two paths the same file (device and inode here; the volume key on a remote
+    /// host), so a backing chain that loops is caught.
+    pub identity: String,
+}
+
+/// Where the files of a disk live, and how to open one of them read-only.
+///
+/// Paths are the host's paths, as the domain XML and the qcow2 headers name them; the store
+/// decides how to reach them. Only regular files and block devices may be opened.
+pub trait FileStore: Send + Sync {
+    /// Open `path` read-only, its reads counted in `stats`.
+    fn open(&self, path: &Path, stats: &IoStats) -> io::Result<StoreFile>;
+}
+
+/// The files of this machine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LocalFiles;
+
+impl FileStore for LocalFiles {
+    fn open(&self, path: &Path, stats: &IoStats) -> io::Result<StoreFile> {
+        use std::os::unix::fs::MetadataExt;
+        let file = HostFile::open(path, stats)?;
+        let meta = file.file.metadata()?;
+        Ok(StoreFile {
+            reader: Arc::new(file),
+            identity: format!("{}:{}", meta.dev(), meta.ino()),
+        })
     }
 }
 
@@ -291,11 +335,7 @@ impl ReadAt for HostFile {
         if end.is_none_or(|e| e > self.size) {
             return Err(eof(offset, buf.len(), self.size));
         }
-        self.counter.budget.charge(buf.len())?;
-        self.counter.reads.fetch_add(1, Ordering::Relaxed);
-        self.counter
-            .bytes
-            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        self.counter.charge(buf.len())?;
         FileExt::read_exact_at(&self.file, buf, offset)
     }
     fn size(&self) -> u64 {

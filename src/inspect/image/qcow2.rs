@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 
 use super::compression::{decompress_cluster, CompressionType};
 use super::error::ImageError;
-use super::{HostFile, IoStats, ReadAt};
+use super::{FileStore, IoStats, LocalFiles, ReadAt};
 
 /// The first four bytes of every qcow2 image.
 pub const QCOW2_MAGIC: [u8; 4] = *b"QFI\xfb";
@@ -662,9 +662,9 @@ impl<V: ?Sized> Lru<V> {
 pub struct Qcow2Image {
     path: PathBuf,
     header: Qcow2Header,
-    file: Arc<HostFile>,
+    file: Arc<dyn ReadAt>,
     /// Where guest clusters live: the image itself or its external data file.
-    data: Arc<HostFile>,
+    data: Arc<dyn ReadAt>,
     data_path: Option<PathBuf>,
     backing: Option<Arc<dyn ReadAt>>,
     /// L1/L2 table slices by host offset.
@@ -680,12 +680,24 @@ impl Qcow2Image {
     /// (relative names against the image's directory). The backing file is not opened: see
     /// [`Qcow2Image::with_backing`].
     pub fn open(path: &Path, stats: &IoStats) -> Result<Qcow2Image, ImageError> {
-        let file = HostFile::open(path, stats).map_err(|source| ImageError::Open {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = LocalFiles
+            .open(path, stats)
+            .map_err(|source| ImageError::Open {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        Qcow2Image::open_file(&LocalFiles, path, file.reader, stats)
+    }
+
+    /// [`Qcow2Image::open`] for an image already opened from `store` (its external data file is
+    /// opened from the same store).
+    pub fn open_file(
+        store: &dyn FileStore,
+        path: &Path,
+        file: Arc<dyn ReadAt>,
+        stats: &IoStats,
+    ) -> Result<Qcow2Image, ImageError> {
         let header = Qcow2Header::read(&file, path)?;
-        let file = Arc::new(file);
         let (data, data_path) = if header.has_data_file() {
             let Some(name) = header.data_file.as_ref() else {
                 return Err(ImageError::Unsupported {
@@ -694,11 +706,13 @@ impl Qcow2Image {
                 });
             };
             let data_path = resolve_relative(path, name);
-            let data = HostFile::open(&data_path, stats).map_err(|source| ImageError::Open {
-                path: data_path.clone(),
-                source,
-            })?;
-            (Arc::new(data), Some(data_path))
+            let data = store
+                .open(&data_path, stats)
+                .map_err(|source| ImageError::Open {
+                    path: data_path.clone(),
+                    source,
+                })?;
+            (data.reader, Some(data_path))
         } else {
             (file.clone(), None)
         };
