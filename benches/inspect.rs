@@ -2,6 +2,7 @@
 //!
 //!     cargo bench --bench inspect            (a minute or two on a 2-core machine)
 //!     BENCH_ITERS=3 cargo bench --bench inspect
+//!     BENCH_ONLY=real-size cargo bench --bench inspect   (table 2 only)
 //!
 //! Two tables:
 //!
@@ -15,7 +16,13 @@
 //!    - `+hives`: `guest::assess_disk` (SYSTEM and SOFTWARE hives, logs, verdict — issue 3's
 //!      target: ≤ 1 MiB for a clean guest).
 //!
-//! 2. A 200-domain scan: a libvirt test-driver node file with 200 Windows candidates booting the
+//! 2. The verdict on the real-size registry scenarios (fixtures/hives/win7-realsize, win10-realsize:
+//!    SYSTEM hives shaped like real ones, made by fixtures/hives/make-realsize.py): bytes, read
+//!    calls and wall time of `verdict::assess` over the laid-out volume, as is and with every read
+//!    call delayed by 1 ms (a round trip to NFS or iSCSI storage: the cost is then the number of
+//!    calls). Issue 12's target: ≤ 1 MiB and ≤ 128 read calls per guest.
+//!
+//! 3. A 200-domain scan: a libvirt test-driver node file with 200 Windows candidates booting the
 //!    fixture images in turn, run through the real pipeline in process (`host::Host::open`,
 //!    `scan::scan_host`, `scan::add_verdicts`) with 1, 2 and 4 inspections at a time.
 //!
@@ -343,6 +350,103 @@ fn scan_200(iters: usize) {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[path = "../tests/support/scenario.rs"]
+mod scenario;
+
+/// A guest file system whose files delay every read call by `delay` (storage latency).
+struct Delayed<F> {
+    inner: F,
+    delay: Duration,
+}
+
+struct DelayedFile {
+    inner: Arc<dyn virtio_migrate::inspect::image::ReadAt>,
+    delay: Duration,
+}
+
+impl virtio_migrate::inspect::image::ReadAt for DelayedFile {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        std::thread::sleep(self.delay);
+        self.inner.read_exact_at(buf, offset)
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+}
+
+impl<F: virtio_migrate::inspect::guestfs::GuestFs> virtio_migrate::inspect::guestfs::GuestFs
+    for Delayed<F>
+{
+    fn lookup(
+        &self,
+        path: &str,
+    ) -> anyhow::Result<Option<virtio_migrate::inspect::guestfs::Entry>> {
+        self.inner.lookup(path)
+    }
+    fn read_dir(&self, path: &str) -> anyhow::Result<Vec<virtio_migrate::inspect::guestfs::Entry>> {
+        self.inner.read_dir(path)
+    }
+    fn open(&self, path: &str) -> anyhow::Result<Arc<dyn virtio_migrate::inspect::image::ReadAt>> {
+        Ok(Arc::new(DelayedFile {
+            inner: self.inner.open(path)?,
+            delay: self.delay,
+        }))
+    }
+}
+
+/// Table 2: the real-size registry scenarios.
+fn real_size(iters: usize) {
+    use virtio_migrate::inspect::guestfs::HostDirFs;
+    use virtio_migrate::inspect::verdict::assess;
+    println!("verdict on real-size hives (target: <= 1024 KiB and <= 128 read calls per guest)");
+    println!(
+        "{:<16} {:<7} {:>10} {:>7} {:>12} {:>14}",
+        "scenario", "machine", "KiB", "calls", "time ms", "time ms +1ms/call"
+    );
+    for name in ["win7-realsize", "win10-realsize"] {
+        let (dir, _root) = scenario::lay_out(name);
+        for machine in [MachineFamily::I440fx, MachineFamily::Q35] {
+            let mut times = [Vec::new(), Vec::new()];
+            let mut figures = (0, 0);
+            for (i, delay) in [Duration::ZERO, Duration::from_millis(1)]
+                .into_iter()
+                .enumerate()
+            {
+                for _ in 0..iters {
+                    let stats = IoStats::new();
+                    let fs = Delayed {
+                        inner: HostDirFs::with_stats(dir.path(), stats.clone()),
+                        delay,
+                    };
+                    let started = Instant::now();
+                    let a = assess(&fs, "Windows", machine, &[]);
+                    times[i].push(started.elapsed());
+                    assert_eq!(a.blk.word(), "ready", "{name}: {:?}", a.blk);
+                    let snap = stats.snapshot();
+                    figures = (
+                        snap.iter().map(|f| f.bytes_read).sum::<u64>(),
+                        snap.iter().map(|f| f.reads).sum::<u64>(),
+                    );
+                }
+            }
+            let median = |v: &mut Vec<Duration>| {
+                v.sort();
+                v[v.len() / 2].as_secs_f64() * 1000.0
+            };
+            println!(
+                "{:<16} {:<7} {:>10.1} {:>7} {:>12.1} {:>14.1}",
+                name,
+                format!("{machine:?}"),
+                figures.0 as f64 / KIB,
+                figures.1,
+                median(&mut times[0]),
+                median(&mut times[1])
+            );
+        }
+    }
+    println!();
+}
+
 fn main() {
     // `cargo bench` passes `--bench`; anything else (e.g. a filter) is ignored.
     let iters: usize = std::env::var("BENCH_ITERS")
@@ -352,11 +456,17 @@ fn main() {
         .unwrap_or(7);
     println!("virtio-migrate inspection benchmark (page cache warm after the first run: not controllable here)");
     println!();
+    // BENCH_ONLY=real-size: only table 2.
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("real-size") {
+        real_size(iters);
+        return;
+    }
     let totals = per_image(iters);
     let over: Vec<_> = totals
         .iter()
         .filter(|(_, root, guest)| *root >= ROOT_TARGET || *guest > GUEST_TARGET)
         .collect();
+    real_size(iters);
     scan_200(iters.div_ceil(2).max(1));
     println!();
     if over.is_empty() {

@@ -68,6 +68,8 @@ const BLK_LEGACY: &str = r"viostor bound to PCI\VEN_1AF4&DEV_1001 (legacy)";
 const BLK_MODERN: &str = r"viostor bound to PCI\VEN_1AF4&DEV_1042 (modern)";
 const SCSI_LEGACY: &str = r"vioscsi bound to PCI\VEN_1AF4&DEV_1004 (legacy)";
 const SCSI_MODERN: &str = r"vioscsi bound to PCI\VEN_1AF4&DEV_1048 (modern)";
+const NIC_LEGACY: &str = r"PCI\VEN_1AF4&DEV_1000 (legacy)";
+const NIC_MODERN: &str = r"PCI\VEN_1AF4&DEV_1041 (modern)";
 
 #[test]
 fn every_demo_guest_gets_the_verdict_of_its_image() {
@@ -90,7 +92,8 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
         |id: &str| format!("not-ready: viostor.sys present; service viostor present; {id}");
     let no_vioscsi =
         |id: &str| format!("not-ready: vioscsi.sys present; service vioscsi present; {id}");
-    let no_netkvm = "not-ready: netkvm.sys present or staged in the DriverStore".to_string();
+    // A bare netkvm.sys does not count: only a package staged for the id the NIC presents.
+    let no_netkvm = |id: &str| format!("not-ready: netkvm package staged for {id}");
     let ready = || "ready".to_string();
     let unknown = |why: &str| format!("unknown: {why}");
     let bitlocker =
@@ -106,7 +109,12 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
         // 2008 R2, static addresses; viostor bound for the legacy id, which i440fx shows.
         (
             "db-static01",
-            Some((ready(), no_vioscsi(SCSI_LEGACY), ready(), vec!["static-ip"])),
+            Some((
+                ready(),
+                no_vioscsi(SCSI_LEGACY),
+                no_netkvm(NIC_LEGACY),
+                vec!["static-ip"],
+            )),
         ),
         // Windows 11 with vioscsi only; policy denies the virtio-blk ids.
         (
@@ -117,7 +125,7 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
                     no_viostor(BLK_MODERN)
                 ),
                 ready(),
-                no_netkvm.clone(),
+                no_netkvm(NIC_MODERN),
                 vec!["device-install-restrictions", "crash-auto-reboot"],
             )),
         ),
@@ -146,7 +154,7 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
             Some((
                 format!("not-ready: viostor Start=0 (boot); {BLK_LEGACY}"),
                 no_vioscsi(SCSI_LEGACY),
-                no_netkvm.clone(),
+                no_netkvm(NIC_LEGACY),
                 vec!["crash-auto-reboot"],
             )),
         ),
@@ -155,7 +163,7 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
             Some((
                 no_viostor(BLK_MODERN),
                 no_vioscsi(SCSI_MODERN),
-                no_netkvm.clone(),
+                no_netkvm(NIC_MODERN),
                 vec!["hibernation", "crash-auto-reboot"],
             )),
         ),
@@ -169,13 +177,14 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
                 vec!["san-policy", "crash-auto-reboot"],
             )),
         ),
-        // Ready only because SYSTEM.LOG1 on the volume was replayed.
+        // Ready only because SYSTEM.LOG1 on the volume was replayed (netkvm.sys without a staged
+        // package: the NIC is not).
         (
             "win2k12r2-bootorder",
             Some((
                 ready(),
                 no_vioscsi(SCSI_LEGACY),
-                ready(),
+                no_netkvm(NIC_LEGACY),
                 vec!["dirty-hive", "crash-auto-reboot"],
             )),
         ),
@@ -184,7 +193,7 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
             Some((
                 ready(),
                 no_vioscsi(SCSI_LEGACY),
-                ready(),
+                no_netkvm(NIC_LEGACY),
                 vec![
                     "filesystem-dirty",
                     "hibernation",
@@ -252,4 +261,34 @@ fn every_demo_guest_gets_the_verdict_of_its_image() {
         let w = d["verdict"]["windows"].as_str().unwrap_or_default();
         assert!(w.contains(windows), "{name}: {w}");
     }
+    // Each verdict says what to do, one line per failed check and hazard, and which virtio-win
+    // build the guest has.
+    let d = domains
+        .iter()
+        .find(|d| d["name"] == "legacy-app01")
+        .unwrap();
+    let remedies: Vec<&str> = d["verdict"]["remedies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert!(
+        remedies.contains(
+            &r#"viostor Start=0 (boot): guest: `reg add "HKLM\SYSTEM\ControlSet001\Services\viostor" /v Start /t REG_DWORD /d 0 /f`"#
+        ),
+        "{remedies:#?}"
+    );
+    assert!(remedies
+        .iter()
+        .any(|r| r.starts_with("crash-auto-reboot: guest: `reg add")));
+    assert!(d["verdict"]["hazards"][0]["remedy"]
+        .as_str()
+        .unwrap()
+        .contains("AutoReboot"));
+    assert_eq!(d["verdict"]["driver_versions"][0]["driver"], "viostor");
+    assert_eq!(
+        d["verdict"]["driver_versions"][0]["version"],
+        "100.95.104.26200"
+    );
 }

@@ -16,7 +16,7 @@ use virtio_migrate::inspect::image::disk::{open_disk, DiskFormat};
 use virtio_migrate::inspect::image::ntfs::NtfsVolume;
 use virtio_migrate::inspect::image::windows_root::find_system_root;
 use virtio_migrate::inspect::image::{IoStats, ReadAt, Window};
-use virtio_migrate::inspect::verdict::{assess, Assessment, Hazard, MachineFamily};
+use virtio_migrate::inspect::verdict::{assess, Assessment, Hazard, MachineFamily, Outcome};
 
 fn image(name: &str) -> (PathBuf, DiskFormat) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/images");
@@ -82,7 +82,8 @@ const BLK_LEGACY: &str = r"viostor bound to PCI\VEN_1AF4&DEV_1001 (legacy)";
 const BLK_MODERN: &str = r"viostor bound to PCI\VEN_1AF4&DEV_1042 (modern)";
 const SCSI_LEGACY: &str = r"vioscsi bound to PCI\VEN_1AF4&DEV_1004 (legacy)";
 const SCSI_MODERN: &str = r"vioscsi bound to PCI\VEN_1AF4&DEV_1048 (modern)";
-const NO_NETKVM: &str = "NOT READY: netkvm.sys present or staged in the DriverStore";
+const NIC_LEGACY: &str = r"netkvm package staged for PCI\VEN_1AF4&DEV_1000 (legacy)";
+const NIC_MODERN: &str = r"netkvm package staged for PCI\VEN_1AF4&DEV_1041 (modern)";
 const MACHINES: [MachineFamily; 2] = [MachineFamily::I440fx, MachineFamily::Q35];
 
 /// The binding check name a machine family needs.
@@ -91,6 +92,19 @@ fn ids(machine: MachineFamily) -> (&'static str, &'static str) {
         MachineFamily::I440fx => (BLK_LEGACY, SCSI_LEGACY),
         _ => (BLK_MODERN, SCSI_MODERN),
     }
+}
+
+/// The NIC check of the id a machine family presents.
+fn nic_check(machine: MachineFamily) -> &'static str {
+    match machine {
+        MachineFamily::I440fx => NIC_LEGACY,
+        _ => NIC_MODERN,
+    }
+}
+
+/// virtio-net when no netkvm package is staged (a bare netkvm.sys does not count).
+fn no_netkvm(machine: MachineFamily) -> String {
+    format!("NOT READY: {}", nic_check(machine))
 }
 
 /// virtio-scsi when vioscsi was never installed.
@@ -151,7 +165,7 @@ fn win2k8r2_start3_images_are_the_0x7b_trap() {
                 Expected {
                     blk: &blk,
                     scsi: &no_vioscsi(m),
-                    nic: NO_NETKVM,
+                    nic: &no_netkvm(m),
                     hazards: &["crash-auto-reboot"],
                 },
             );
@@ -209,7 +223,7 @@ fn win10_without_virtio_is_not_ready_anywhere_and_hibernated() {
                 Expected {
                     blk: &no_viostor(m),
                     scsi: &no_vioscsi(m),
-                    nic: NO_NETKVM,
+                    nic: &no_netkvm(m),
                     hazards: &["hibernation", "crash-auto-reboot"],
                 },
             );
@@ -235,7 +249,7 @@ fn vioscsi_only_on_a_4k_sector_disk_is_ready_for_scsi_only() {
             Expected {
                 blk: &blk,
                 scsi: READY,
-                nic: NO_NETKVM,
+                nic: &no_netkvm(m),
                 hazards: &["device-install-restrictions", "crash-auto-reboot"],
             },
         );
@@ -259,11 +273,7 @@ fn netkvm_staged_in_the_driver_store_is_enough_for_the_nic() {
                 hazards: &["san-policy", "crash-auto-reboot"],
             },
         );
-        let nic = a
-            .checks
-            .iter()
-            .find(|c| c.name == "netkvm.sys present or staged in the DriverStore")
-            .unwrap();
+        let nic = a.checks.iter().find(|c| c.name == nic_check(m)).unwrap();
         assert!(
             nic.evidence
                 .contains("FileRepository/netkvm.inf_amd64_8d2e5f3a7b9c1d04"),
@@ -293,7 +303,7 @@ fn dirty_system_is_ready_because_the_log_on_the_volume_is_replayed() {
                 Expected {
                     blk: READY,
                     scsi: &no_vioscsi(m),
-                    nic: READY,
+                    nic: &no_netkvm(m),
                     hazards,
                 },
             );
@@ -326,7 +336,7 @@ fn static_ip_is_bound_for_the_legacy_id_only() {
         Expected {
             blk: READY,
             scsi: &no_vioscsi(MachineFamily::I440fx),
-            nic: READY,
+            nic: &no_netkvm(MachineFamily::I440fx),
             hazards: &["static-ip"],
         },
     );
@@ -342,7 +352,7 @@ fn static_ip_is_bound_for_the_legacy_id_only() {
         Expected {
             blk: &format!("NOT READY: {BLK_MODERN}"),
             scsi: &no_vioscsi(MachineFamily::Q35),
-            nic: READY,
+            nic: &no_netkvm(MachineFamily::Q35),
             hazards: &["static-ip"],
         },
     );
@@ -366,5 +376,113 @@ fn images_without_a_readable_windows_volume() {
         let d = inspect_reader(disk);
         assert_eq!(d.windows_volumes().count(), 0, "{name}");
         assert_eq!(d.hazards, hazard.into_iter().collect::<Vec<_>>(), "{name}");
+    }
+}
+
+/// The false-"ready" traps of real installs (issue 12), read from their images on both machine
+/// families: each must come out exactly as the registry scenario says.
+#[test]
+fn trap_images_are_judged_right_on_both_machine_families() {
+    for m in MACHINES {
+        let fs_filters =
+            "SCSIAdapter class filters load at boot; DiskDrive class filters load at boot";
+        let cases: [(&str, String, String, &str, &[&str]); 4] = [
+            (
+                "win10-startoverride",
+                "NOT READY: viostor StartOverride does not disable boot start".into(),
+                no_vioscsi(m),
+                READY,
+                &["code-integrity"],
+            ),
+            (
+                "select-default",
+                "NOT READY: viostor Start=0 (boot)".into(),
+                no_vioscsi(m),
+                READY,
+                &["control-set-mismatch"],
+            ),
+            (
+                "class-filters",
+                format!("NOT READY: {fs_filters}"),
+                format!("{}; {fs_filters}", no_vioscsi(m)),
+                READY,
+                &[],
+            ),
+            (
+                "pending-delete",
+                "NOT READY: viostor not marked for deletion".into(),
+                no_vioscsi(m),
+                READY,
+                &["pending-deletion"],
+            ),
+        ];
+        for (name, blk, scsi, nic, hazards) in cases {
+            let a = expect(
+                name,
+                m,
+                Expected {
+                    blk: &blk,
+                    scsi: &scsi,
+                    nic,
+                    hazards,
+                },
+            );
+            // Every failed check says what to do.
+            for c in a
+                .checks
+                .iter()
+                .filter(|c| c.required && c.outcome == Outcome::Fail)
+            {
+                assert!(c.remedy.is_some(), "{name}: {} has no remedy", c.name);
+            }
+            // One line per failed check and per hazard in the remedy list.
+            let remedies = a.remedies();
+            for c in a
+                .checks
+                .iter()
+                .filter(|c| c.required && c.outcome == Outcome::Fail)
+            {
+                if c.remedy.is_some() {
+                    let line = format!("{}: ", c.name);
+                    assert!(
+                        remedies.iter().any(|r| r.starts_with(&line)),
+                        "{name}: {line}"
+                    );
+                }
+            }
+            for h in &a.hazards {
+                let line = format!("{}: ", h.kind());
+                assert!(
+                    remedies.iter().any(|r| r.starts_with(&line)),
+                    "{name}: {line}"
+                );
+            }
+        }
+        // Driver files: an i386 viostor.sys in AMD64 Windows, an unsigned vioscsi.sys.
+        expect(
+            "driver-files",
+            m,
+            Expected {
+                blk: "NOT READY: viostor.sys is a native AMD64 driver image",
+                scsi: "NOT READY: vioscsi.sys carries an embedded signature",
+                nic: READY,
+                hazards: &["crash-auto-reboot"],
+            },
+        );
+        // Only the ids QEMU presents count: the legacy entry has another SUBSYS.
+        let blk = match m {
+            MachineFamily::I440fx => format!("NOT READY: {BLK_LEGACY}"),
+            _ => READY.to_string(),
+        };
+        expect(
+            "cdd-ids",
+            m,
+            Expected {
+                blk: &blk,
+                scsi: READY,
+                nic: READY,
+                hazards: &[],
+            },
+        );
     }
 }

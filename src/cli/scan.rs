@@ -11,7 +11,7 @@ use crate::cli::report::{self, Cell, Palette, Table, Tone};
 use crate::domain::{self, DiskBus, DomainFacts, ManagerKind};
 use crate::host::{Access, DomainStatus, Host, HostError};
 use crate::inspect::guest::{self, Budget, GuestVerdict};
-use crate::inspect::verdict::Readiness;
+use crate::inspect::verdict::{DriverVersion, Readiness};
 use clap::Args;
 use serde::Serialize;
 
@@ -54,8 +54,12 @@ pub struct ScanVerdict {
     pub scsi: Readiness,
     /// netkvm: will the virtio NIC get a driver?
     pub nic: Readiness,
-    /// Each hazard found, with its evidence.
+    /// Each hazard found, with its evidence and remedy.
     pub hazards: Vec<ScanHazard>,
+    /// One line per failed check and per hazard: what to do (inside the guest or on the host).
+    pub remedies: Vec<String>,
+    /// The virtio drivers' versions found (the guest's virtio-win build).
+    pub driver_versions: Vec<DriverVersion>,
     /// Bytes read from the host's image files for this verdict.
     pub bytes_read: u64,
     pub wall_time_ms: u64,
@@ -66,6 +70,7 @@ pub struct ScanVerdict {
 pub struct ScanHazard {
     pub kind: String,
     pub evidence: String,
+    pub remedy: String,
 }
 
 impl ScanVerdict {
@@ -82,8 +87,15 @@ impl ScanVerdict {
                 .map(|h| ScanHazard {
                     kind: h.kind().to_string(),
                     evidence: h.evidence().to_string(),
+                    remedy: h.remedy(),
                 })
                 .collect(),
+            remedies: a.remedies(),
+            driver_versions: a
+                .facts
+                .as_ref()
+                .map(|f| f.driver_versions.clone())
+                .unwrap_or_default(),
             bytes_read: v.bytes_read,
             wall_time_ms: v.wall_time_ms,
         }
@@ -100,6 +112,8 @@ impl ScanVerdict {
             scsi: unknown.clone(),
             nic: unknown,
             hazards: Vec::new(),
+            remedies: Vec::new(),
+            driver_versions: Vec::new(),
             bytes_read: 0,
             wall_time_ms: 0,
         }
@@ -1101,6 +1115,20 @@ pub fn render_details(e: &DomainEntry) -> String {
             m.evidence.join("; "),
             m.durable_change
         ));
+    }
+    if let Some(v) = &e.verdict {
+        if let Some(w) = &v.windows {
+            out.push_str(&format!("  windows: {w}\n"));
+        }
+        for d in &v.driver_versions {
+            out.push_str(&format!(
+                "  driver {} version {} ({})\n",
+                d.driver, d.version, d.from
+            ));
+        }
+        for r in &v.remedies {
+            out.push_str(&format!("  fix: {r}\n"));
+        }
     }
     out
 }

@@ -68,6 +68,14 @@ impl<'a> NamedHive<'a> {
             .with_context(|| format!("listing the subkeys of {}", self.path(path)))
     }
 
+    /// The subkey `name` of an already opened key (whose path is `path`, for messages), found
+    /// by name through the subkey list's hashes (no scan of the list's key nodes).
+    pub fn subkey_of(&self, key: &Key, path: &str, name: &str) -> anyhow::Result<Option<Key>> {
+        self.hive
+            .subkey(key, name)
+            .with_context(|| format!(r"reading key {}\{}", self.path(path), name))
+    }
+
     /// The values of an already opened key (whose path is `path`, for messages).
     pub fn values_of(&self, key: &Key, path: &str) -> anyhow::Result<Vec<(String, Value)>> {
         self.hive
@@ -137,6 +145,21 @@ pub fn show_value(value: &Value) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ControlSet(pub u32);
 
+/// What `SYSTEM\Select` says, and the control set chosen from it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SelectInfo {
+    /// `Current`: the set the last boot used.
+    pub current: Option<u32>,
+    /// `Default`: the set the next boot uses.
+    pub default: Option<u32>,
+    /// `LastKnownGood`.
+    pub last_known_good: Option<u32>,
+    /// The set judged: `Default`, else `Current` when `Default` is missing.
+    pub set: ControlSet,
+    /// The values read, for evidence.
+    pub evidence: String,
+}
+
 impl ControlSet {
     /// The key name, `ControlSet%03d`.
     pub fn name(&self) -> String {
@@ -149,24 +172,80 @@ impl ControlSet {
         let current = system
             .value("Select", "Current")?
             .context(r"SYSTEM\Select\Current is absent: cannot tell the current control set")?;
-        let number = current
-            .as_u64()
-            .and_then(|n| u32::try_from(n).ok())
-            .filter(|n| (1..=999).contains(n))
-            .with_context(|| {
-                format!(
-                    r"SYSTEM\Select\Current = {} is not a control set number",
-                    show_value(&current)
-                )
-            })?;
-        Ok(ControlSet(number))
+        control_set_number(&current, "Current").map(ControlSet)
     }
+
+    /// The control set the next boot uses: `SYSTEM\Select` value `Default` — the Select key
+    /// records "which control set will be used to start it next time" (TechNet cc978528; KB
+    /// 102984 "REG: ControlSet\Select Subkey Entries") — else `Current` when `Default` is
+    /// missing.
+    pub fn next_boot(system: &Hive) -> anyhow::Result<SelectInfo> {
+        let sys = NamedHive::new("SYSTEM", system);
+        let read = |name: &str| -> anyhow::Result<Option<Value>> { sys.value("Select", name) };
+        let current_v = read("Current")?;
+        let default_v = read("Default")?;
+        let lkg_v = read("LastKnownGood")?;
+        let number = |v: &Option<Value>, name: &str| -> anyhow::Result<Option<u32>> {
+            v.as_ref().map(|v| control_set_number(v, name)).transpose()
+        };
+        let current = number(&current_v, "Current")?;
+        let default = number(&default_v, "Default")?;
+        let last_known_good = number(&lkg_v, "LastKnownGood").ok().flatten();
+        let set = default.or(current).context(
+            r"SYSTEM\Select has neither Default nor Current: cannot tell the control set",
+        )?;
+        let shown = |v: &Option<Value>| v.as_ref().map_or("absent".to_string(), show_value);
+        let evidence = format!(
+            r"SYSTEM\Select\Default = {}, Current = {}, LastKnownGood = {} → ControlSet{set:03}{}",
+            shown(&default_v),
+            shown(&current_v),
+            shown(&lkg_v),
+            match (current, default) {
+                (_, None) => " (Default absent: Current used)",
+                (Some(c), Some(d)) if c != d => " (the last boot used another set)",
+                _ => "",
+            }
+        );
+        Ok(SelectInfo {
+            current,
+            default,
+            last_known_good,
+            set: ControlSet(set),
+            evidence,
+        })
+    }
+}
+
+/// A `Select` value as a control set number (1..=999).
+fn control_set_number(value: &Value, name: &str) -> anyhow::Result<u32> {
+    value
+        .as_u64()
+        .and_then(|n| u32::try_from(n).ok())
+        .filter(|n| (1..=999).contains(n))
+        .with_context(|| {
+            format!(
+                r"SYSTEM\Select\{name} = {} is not a control set number",
+                show_value(value)
+            )
+        })
+}
+
+/// A virtio driver's version as found in the guest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DriverVersion {
+    /// `viostor`, `vioscsi`, `netkvm`.
+    pub driver: String,
+    /// The version: the driver file's version resource, else the staged INF's `DriverVer`.
+    pub version: String,
+    /// Where it was read.
+    pub from: String,
 }
 
 /// What the hives say about the installed Windows.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct WindowsFacts {
-    /// The current control set (`Select\Current`), e.g. `ControlSet001`.
+    /// The control set of the next boot (`Select\Default`, else `Current`), e.g.
+    /// `ControlSet001`.
     pub control_set: String,
     /// `ProductName` as written (Windows 11 still says "Windows 10 …").
     pub product_name: Option<String>,
@@ -188,6 +267,9 @@ pub struct WindowsFacts {
     pub server: bool,
     /// The release as an operator names it: "Windows Server 2016", "Windows 11".
     pub family: String,
+    /// The virtio drivers' versions found by the verdict (installed files, staged packages): the
+    /// virtio-win build of the guest.
+    pub driver_versions: Vec<DriverVersion>,
     /// The QEMU guest agent service: [`QemuGa::read`].
     pub qemu_ga: QemuGa,
 }
@@ -231,29 +313,50 @@ impl QemuGa {
 impl WindowsFacts {
     /// Read the facts from the SYSTEM and SOFTWARE hives.
     pub fn read(system: &Hive, software: &Hive) -> anyhow::Result<WindowsFacts> {
-        let control_set = ControlSet::current(system)?.name();
-        let sys = NamedHive::new("SYSTEM", system);
-        let sw = NamedHive::new("SOFTWARE", software);
-        let cv = CURRENT_VERSION_KEY;
+        let select = ControlSet::next_boot(system)?;
+        WindowsFacts::read_partial(system, Some(software), &select)
+    }
 
-        let product_name = sw.string(cv, "ProductName")?;
-        let installation_type = sw.string(cv, "InstallationType")?;
-        let edition = sw.string(cv, "EditionID")?;
-        let build = match sw.string(cv, "CurrentBuildNumber")? {
+    /// Read the facts from the SYSTEM hive and, when it could be opened, the SOFTWARE hive
+    /// (without it the version, product and edition are unknown).
+    pub fn read_partial(
+        system: &Hive,
+        software: Option<&Hive>,
+        select: &SelectInfo,
+    ) -> anyhow::Result<WindowsFacts> {
+        let control_set = select.set.name();
+        let sys = NamedHive::new("SYSTEM", system);
+        let sw = software.map(|h| NamedHive::new("SOFTWARE", h));
+        let cv = CURRENT_VERSION_KEY;
+        let sw_string = |name: &str| -> anyhow::Result<Option<String>> {
+            match &sw {
+                Some(sw) => sw.string(cv, name),
+                None => Ok(None),
+            }
+        };
+        let sw_number = |name: &str| -> anyhow::Result<Option<u64>> {
+            match &sw {
+                Some(sw) => sw.number(cv, name),
+                None => Ok(None),
+            }
+        };
+
+        let product_name = sw_string("ProductName")?;
+        let installation_type = sw_string("InstallationType")?;
+        let edition = sw_string("EditionID")?;
+        let build = match sw_string("CurrentBuildNumber")? {
             Some(s) => leading_number(&s),
-            None => sw
-                .string(cv, "CurrentBuild")?
-                .and_then(|s| leading_number(&s)),
+            None => sw_string("CurrentBuild")?.and_then(|s| leading_number(&s)),
         };
         let dword = |name: &str| -> anyhow::Result<Option<u32>> {
-            Ok(sw.number(cv, name)?.and_then(|n| u32::try_from(n).ok()))
+            Ok(sw_number(name)?.and_then(|n| u32::try_from(n).ok()))
         };
         let (mut major, mut minor) = match (
             dword("CurrentMajorVersionNumber")?,
             dword("CurrentMinorVersionNumber")?,
         ) {
             (Some(major), minor) => (Some(major), Some(minor.unwrap_or(0))),
-            (None, _) => match sw.string(cv, "CurrentVersion")? {
+            (None, _) => match sw_string("CurrentVersion")? {
                 Some(s) => parse_version(&s),
                 None => (None, None),
             },
@@ -293,6 +396,7 @@ impl WindowsFacts {
             server,
             family,
             qemu_ga,
+            driver_versions: Vec::new(),
         })
     }
 
@@ -326,6 +430,9 @@ impl WindowsFacts {
             parts.push(format!("host {h}"));
         }
         parts.push(self.control_set.clone());
+        for v in &self.driver_versions {
+            parts.push(format!("{} {}", v.driver, v.version));
+        }
         format!("{} ({})", self.family, parts.join(", "))
     }
 }

@@ -249,6 +249,8 @@ impl Hive {
         }
         // First pass: skip elements whose hash or hint rules the name out. Hashes of non-ASCII
         // names depend on Windows' upcase table, so for those a second pass reads every node.
+        // (The name's hash is computed once: real lists hold thousands of elements.)
+        let hash = lh_hash(name);
         for use_hints in [true, false] {
             let mut found = None;
             self.walk_list(key.subkeys_list, &mut |offset, hint| {
@@ -256,7 +258,7 @@ impl Hive {
                     || match hint {
                         Hint::None => true,
                         Hint::Lf(h) => lf_hint_may_match(h, name),
-                        Hint::Lh(h) => h == lh_hash(name),
+                        Hint::Lh(h) => h == hash,
                     };
                 if may_match {
                     let node = self.key_node(offset)?;

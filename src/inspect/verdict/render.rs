@@ -1,10 +1,12 @@
 //! The verdict for a person: the lines `inspect` prints (facts, each target's readiness and
-//! checks, hazards), names read from the guest escaped so they cannot break a line.
+//! checks with the remedy under each failed one, hazards with theirs), names read from the guest
+//! escaped so they cannot break a line.
 
-use super::{Assessment, BindingSource, MachineFamily, PciGeneration, Target};
+use super::{Assessment, BindingSource, MachineFamily, Outcome, PciGeneration, Target};
 
 impl Assessment {
-    /// The human report, one line per item: facts, each target's verdict and checks, hazards.
+    /// The human report, one line per item: facts, each target's verdict and checks (with the
+    /// remedy under each failed one), hazards with their remedies.
     pub fn lines(&self) -> Vec<String> {
         let mut out = Vec::new();
         match &self.facts {
@@ -38,12 +40,18 @@ impl Assessment {
                 self.readiness(target).describe()
             ));
             for check in self.checks.iter().filter(|c| c.target == target) {
-                let mark = match (check.passed, check.required) {
-                    (true, _) => "ok  ",
-                    (false, true) => "FAIL",
-                    (false, false) => "warn",
+                let mark = match (check.outcome, check.required) {
+                    (Outcome::Pass, _) => "ok  ",
+                    (Outcome::Fail, true) => "FAIL",
+                    (Outcome::Fail, false) => "warn",
+                    (Outcome::Unknown, _) => "??  ",
                 };
                 out.push(format!("  {mark} {} — {}", check.name, check.evidence));
+                if let (Outcome::Fail, true, Some(remedy)) =
+                    (check.outcome, check.required, &check.remedy)
+                {
+                    out.push(format!("       fix: {remedy}"));
+                }
             }
         }
         if self.hazards.is_empty() {
@@ -57,6 +65,7 @@ impl Assessment {
                     hazard.meaning(),
                     hazard.evidence()
                 ));
+                out.push(format!("       fix: {}", hazard.remedy()));
             }
         }
         for note in &self.incomplete {
@@ -79,7 +88,6 @@ impl Assessment {
             .collect()
     }
 }
-
 pub(super) fn machine_word(machine: MachineFamily) -> &'static str {
     match machine {
         MachineFamily::I440fx => "i440fx",
