@@ -389,13 +389,27 @@ fn remote_images_are_read_through_libvirt_and_hosts_share_one_report() {
         );
     }
 
-    // Three hosts in one report: the daemon locally, through ssh, and an ssh port nobody
-    // answers on. One document, one line for the unreachable host, exit 1.
+    // Four hosts in one report: the daemon locally, through ssh, an ssh port nobody answers on,
+    // and an endpoint that accepts and then never says a word (a hung host: ssh waits for its
+    // banner). One document, one line for each host not scanned, exit 1; the silent host costs
+    // --connect-timeout, not the report.
     let dead = format!(
         "qemu+ssh://root@127.0.0.1:{}/system?keyfile={}&no_verify=1",
         free_port(),
         sshd.key.display()
     );
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_uri = format!(
+        "qemu+ssh://root@127.0.0.1:{}/system?keyfile={}&no_verify=1",
+        silent.local_addr().unwrap().port(),
+        sshd.key.display()
+    );
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in silent.incoming().flatten() {
+            held.push(conn);
+        }
+    });
     let mut args: Vec<&str> = vec![
         "-c",
         support::host::SYSTEM_URI,
@@ -403,11 +417,17 @@ fn remote_images_are_read_through_libvirt_and_hosts_share_one_report() {
         &ssh_uri,
         "-c",
         &dead,
+        "-c",
+        &silent_uri,
+        "--connect-timeout",
+        "3",
         "--json",
         "scan",
     ];
     args.extend(names.iter().map(String::as_str));
+    let started = Instant::now();
     let out = run_hiding(&pool_dir, &args);
+    let fleet_time = started.elapsed();
     assert_eq!(
         out.status.code(),
         Some(1),
@@ -416,10 +436,16 @@ fn remote_images_are_read_through_libvirt_and_hosts_share_one_report() {
     );
     let doc = json(&out);
     let hosts = doc["hosts"].as_array().unwrap();
-    assert_eq!(hosts.len(), 3);
-    assert_eq!(doc["summary"]["hosts"], 3);
-    assert_eq!(doc["summary"]["unreachable"], 1);
+    assert_eq!(hosts.len(), 4);
+    assert_eq!(doc["summary"]["hosts"], 4);
+    assert_eq!(doc["summary"]["unreachable"], 2);
     assert!(hosts[2]["error"].as_str().is_some(), "{}", hosts[2]);
+    let hung = hosts[3]["error"].as_str().unwrap_or_default();
+    assert!(hung.contains("3"), "{hung}");
+    assert!(
+        fleet_time < Duration::from_secs(60),
+        "the silent host held the report for {fleet_time:?}"
+    );
     assert_eq!(verdicts(&hosts[1]), local_verdicts);
     // The local host, in the namespace, cannot read its images: unknown, and the scan went on.
     assert!(verdicts(&hosts[0]).iter().all(|(_, w)| w[0] == "unknown"));
@@ -435,7 +461,7 @@ fn remote_images_are_read_through_libvirt_and_hosts_share_one_report() {
     );
     assert!(text.contains("not scanned:"), "{text}");
     assert!(
-        text.contains("3 hosts (1 not scanned): 12 domains"),
+        text.contains("4 hosts (2 not scanned): 12 domains"),
         "{text}"
     );
 

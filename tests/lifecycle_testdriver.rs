@@ -547,3 +547,34 @@ fn a_resumed_run_that_fails_verification_restores_the_original_not_the_new() {
     );
     assert_eq!(persistent(&f.dom), t.original_xml);
 }
+
+/// The state directory and every backup in it are root's alone (0700 directories, 0600 files):
+/// a backup holds the definition read with VIR_DOMAIN_XML_SECURE (VNC passwords and the like).
+#[test]
+fn state_directory_and_backups_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let f = fixture("destroy");
+    let t = transition(&f.dom);
+    lifecycle::execute(&f.conn, &f.dom, &t, &options(&f.state), &NO_INTERRUPT).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&f.state), 0o700, "{}", f.state.display());
+    let mut seen_files = 0;
+    let mut dirs = vec![f.state.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                assert_eq!(mode(&path), 0o700, "{}", path.display());
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "xml") {
+                assert_eq!(mode(&path), 0o600, "{}", path.display());
+                seen_files += 1;
+            }
+        }
+    }
+    assert!(
+        seen_files >= 2,
+        "no backed-up XML found under {}",
+        f.state.display()
+    );
+}

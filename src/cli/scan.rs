@@ -262,47 +262,25 @@ fn scan_uris(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Vec<String>
     Ok(uris)
 }
 
-/// How long a host may take to answer the connection before it is reported as not scanned
-/// (a host that is down or filtered, an ssh that waits for a banner or a prompt): one such host
-/// must not hold the report of the others.
-const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Open `uri` read-only, or say why not within `patience` (the connecting thread is left
-/// behind; it ends with the process).
-fn open_within(uri: &str, patience: std::time::Duration) -> Result<Host, String> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    let owned = uri.to_string();
-    std::thread::spawn(move || {
-        let _ = tx.send(Host::open(&owned, Access::ReadOnly));
-    });
-    match rx.recv_timeout(patience) {
-        Ok(opened) => opened.map_err(|e| e.to_string()),
-        Err(_) => Err(format!(
-            "cannot connect to {uri}: no answer within {} s (host down or filtered, or ssh waiting \
-             for a password or a host-key prompt: use key authentication)",
-            patience.as_secs()
-        )),
-    }
-}
-
 /// Scan one host: open it read-only, list, inspect the candidates.
 fn scan_one(uri: &str, args: &ScanArgs, global: &GlobalArgs) -> HostScan {
     let verbose = global.verbose;
-    let scanned = open_within(uri, CONNECT_PATIENCE).and_then(|host| {
-        if verbose {
-            crate::errln!("virtio-migrate: connected to {uri}");
-        }
-        let mut report = scan_host(&host, &args.domains, verbose).map_err(|e| e.to_string())?;
-        if !args.no_inspect {
-            add_verdicts(
-                &host,
-                &mut report,
-                usize::from(args.parallel),
-                args.budget.budget(),
-            );
-        }
-        Ok((host, report))
-    });
+    // A host that does not answer within --connect-timeout is "not scanned" with the reason;
+    // the other hosts' report goes on.
+    let scanned = Host::open(uri, Access::ReadOnly)
+        .map_err(|e| e.to_string())
+        .and_then(|host| {
+            let mut report = scan_host(&host, &args.domains, verbose).map_err(|e| e.to_string())?;
+            if !args.no_inspect {
+                add_verdicts(
+                    &host,
+                    &mut report,
+                    usize::from(args.parallel),
+                    args.budget.budget(),
+                );
+            }
+            Ok((host, report))
+        });
     match scanned {
         Ok((host, report)) => {
             warn_unfinished(&host, &report, global.quiet);

@@ -74,7 +74,12 @@ impl Backup {
                 format!("{stamp}-{n}")
             };
             let dir = parent.join(&id);
-            match fs::create_dir(&dir) {
+            // 0700 like the state directory: the backup holds the SECURE definition.
+            let made = {
+                use std::os::unix::fs::DirBuilderExt;
+                fs::DirBuilder::new().mode(0o700).create(&dir)
+            };
+            match made {
                 Ok(()) => {
                     durable::sync_dir(&parent)?;
                     return Ok((id, dir));
