@@ -707,3 +707,41 @@ fn volume_disks_are_read_through_their_pool() {
         .unwrap()
         .contains("storage-pool volume no-such-pool/static-ip.qcow2"));
 }
+
+/// More hosts than are scanned at once (8): every one is scanned, reported in the order given,
+/// each under its own URI, and the totals add up.
+#[test]
+fn many_hosts_are_all_scanned_in_the_order_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut uris = Vec::new();
+    for i in 0..11 {
+        let node = dir.path().join(format!("node{i}.xml"));
+        std::fs::write(
+            &node,
+            format!(
+                "<node><domain type='test'><name>guest{i}</name><memory>1024</memory>\
+                 <os><type>hvm</type></os></domain></node>"
+            ),
+        )
+        .unwrap();
+        uris.push(format!("test://{}", node.display()));
+    }
+    let mut args: Vec<&str> = Vec::new();
+    for u in &uris {
+        args.extend(["-c", u.as_str()]);
+    }
+    args.extend(["--json", "scan"]);
+    let out = run(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let r: Value = serde_json::from_str(&out.stdout).unwrap();
+    let hosts = r["hosts"].as_array().unwrap();
+    assert_eq!(hosts.len(), 11);
+    for (i, h) in hosts.iter().enumerate() {
+        assert_eq!(h["uri"], uris[i].as_str());
+        assert_eq!(h["error"], Value::Null);
+        assert_eq!(h["domains"][0]["name"], format!("guest{i}"));
+    }
+    assert_eq!(r["summary"]["hosts"], 11);
+    assert_eq!(r["summary"]["domains"], 11);
+    assert_eq!(r["summary"]["unreachable"], 0);
+}

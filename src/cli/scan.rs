@@ -262,6 +262,9 @@ fn scan_uris(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<Vec<String>
     Ok(uris)
 }
 
+/// Most hosts scanned at the same time.
+const HOSTS_AT_ONCE: usize = 8;
+
 /// Scan one host: open it read-only, list, inspect the candidates.
 fn scan_one(uri: &str, args: &ScanArgs, global: &GlobalArgs) -> HostScan {
     let verbose = global.verbose;
@@ -333,25 +336,36 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
         }
         vec![one]
     } else {
+        // At most HOSTS_AT_ONCE hosts at a time: each holds two connections (ssh sessions on a
+        // remote URI) and its own image readers, and a --hosts file may list a whole zone.
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let done: std::sync::Mutex<Vec<Option<HostScan>>> =
+            std::sync::Mutex::new(vec![None; uris.len()]);
+        let failed = |uri: &String| HostScan {
+            uri: uri.clone(),
+            host: host_label(uri),
+            error: Some("internal error while scanning this host".into()),
+            domains: Vec::new(),
+            summary: build_report(uri, Vec::new()).summary,
+        };
         std::thread::scope(|scope| {
-            let handles: Vec<_> = uris
-                .iter()
-                .map(|uri| scope.spawn(move || scan_one(uri, args, global)))
-                .collect();
-            handles
-                .into_iter()
-                .zip(&uris)
-                .map(|(h, uri)| {
-                    h.join().unwrap_or_else(|_| HostScan {
-                        uri: uri.clone(),
-                        host: host_label(uri),
-                        error: Some("internal error while scanning this host".into()),
-                        domains: Vec::new(),
-                        summary: build_report(uri, Vec::new()).summary,
-                    })
-                })
-                .collect()
-        })
+            for _ in 0..uris.len().min(HOSTS_AT_ONCE) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(uri) = uris.get(i) else { break };
+                    let scanned = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        scan_one(uri, args, global)
+                    }))
+                    .unwrap_or_else(|_| failed(uri));
+                    done.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(scanned);
+                });
+            }
+        });
+        let done = done.into_inner().unwrap_or_else(|p| p.into_inner());
+        done.into_iter()
+            .zip(&uris)
+            .map(|(scan, uri)| scan.unwrap_or_else(|| failed(uri)))
+            .collect()
     };
     let report = fleet_report(hosts);
     if global.json {
