@@ -745,3 +745,42 @@ fn many_hosts_are_all_scanned_in_the_order_given() {
     assert_eq!(r["summary"]["domains"], 11);
     assert_eq!(r["summary"]["unreachable"], 0);
 }
+
+/// Two hosts whose URIs name no host (or the same one) are told apart by their whole URI, and a
+/// host that cannot be opened is one line naming it; the other host's report still comes.
+#[test]
+fn hosts_sharing_a_label_are_shown_by_uri() {
+    let demo = demo_uri();
+    let out = run(&["-c", &demo, "-c", "bogus:///x", "scan", "--no-inspect"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stdout.contains(&format!("{demo}: 16 domains")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout
+            .contains("bogus:///x: not scanned: cannot connect to bogus:///x"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("2 hosts (1 not scanned)"),
+        "{}",
+        out.stdout
+    );
+}
+
+/// `inspect PATH` of a missing image says the file is missing (a name with '/' is never taken
+/// for a domain: libvirt refuses '/' in domain names).
+#[test]
+fn inspect_of_a_missing_image_names_the_file() {
+    let out = run(&["inspect", "/nonexistent/disk.qcow2"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("cannot read /nonexistent/disk.qcow2")
+            && !out.stderr.contains("domain"),
+        "{}",
+        out.stderr
+    );
+}

@@ -104,10 +104,12 @@ pub fn run(args: &InspectArgs, global: &GlobalArgs) -> anyhow::Result<i32> {
     let started = Instant::now();
     let budget = args.budget.budget();
     // `inspect NAME` like `scan NAME`: a positional that is no file (and comes without the
-    // image-only --format/--machine) names a domain.
+    // image-only --format/--machine) names a domain — unless it holds a '/', which no domain
+    // name may (libvirt refuses it), so a missing image is reported as a missing file.
     let as_domain = match &args.path {
         Some(p)
             if std::fs::symlink_metadata(p).is_err()
+                && !p.to_string_lossy().contains('/')
                 && args.format.is_none()
                 && args.machine.is_none() =>
         {

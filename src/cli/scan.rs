@@ -383,8 +383,15 @@ pub fn run(global: &GlobalArgs, args: &ScanArgs) -> anyhow::Result<i32> {
     )
 }
 
-/// The document for `hosts`, with the totals.
-pub fn fleet_report(hosts: Vec<HostScan>) -> FleetReport {
+/// The document for `hosts`, with the totals. Hosts whose URIs share a host part (two local
+/// URIs, two daemons on one machine) are shown by their whole URI instead.
+pub fn fleet_report(mut hosts: Vec<HostScan>) -> FleetReport {
+    let labels: Vec<String> = hosts.iter().map(|h| h.host.clone()).collect();
+    for h in &mut hosts {
+        if labels.iter().filter(|l| **l == h.host).count() > 1 {
+            h.host = h.uri.clone();
+        }
+    }
     let mut totals = build_report("", Vec::new()).summary;
     for h in &hosts {
         totals.domains += h.summary.domains;
